@@ -7,27 +7,27 @@ import jax.numpy as jnp
 
 
 class SmallCNN(nn.Module):
-  """Conv-BN-ReLU stages with 2x2 average pooling between them, then global average pooling.
+    """Conv-BN-ReLU stages with 2x2 average pooling between them, then global average pooling.
 
-  Attributes:
-    stage_widths: output channels of each stage (one 3x3 conv each; pooling after all but the last).
-    dtype: computation dtype (params stay float32).
+    Attributes:
+      stage_widths: output channels of each stage (one 3x3 conv each; pooling after all but the last).
+      dtype: computation dtype (params stay float32).
 
-  Call: `images [B, H, W, C] -> features [B, stage_widths[-1]]` (float32). Each stage's output is
-  sown into the `intermediates` collection as `stage{i}` for linear probes.
-  """
+    Call: `images [B, H, W, C] -> features [B, stage_widths[-1]]` (float32). Each stage's output is
+    sown into the `intermediates` collection as `stage{i}` for linear probes.
+    """
 
-  stage_widths: Sequence[int] = (32, 64, 128)
-  dtype: Any = jnp.float32
+    stage_widths: Sequence[int] = (32, 64, 128)
+    dtype: Any = jnp.float32
 
-  @nn.compact
-  def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-    x = images.astype(self.dtype)
-    for i, width in enumerate(self.stage_widths):
-      x = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype, name=f"conv{i}")(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, name=f"bn{i}")(x)
-      x = nn.relu(x)
-      self.sow("intermediates", f"stage{i}", x)
-      if i < len(self.stage_widths) - 1 and min(x.shape[1:3]) >= 4:
-        x = nn.avg_pool(x, (2, 2), strides=(2, 2))
-    return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+    @nn.compact
+    def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        x = images.astype(self.dtype)
+        for i, width in enumerate(self.stage_widths):
+            x = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype, name=f"conv{i}")(x)
+            x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, name=f"bn{i}")(x)
+            x = nn.relu(x)
+            self.sow("intermediates", f"stage{i}", x)
+            if i < len(self.stage_widths) - 1 and min(x.shape[1:3]) >= 4:
+                x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+        return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)

@@ -1,0 +1,146 @@
+"""Suave: SwAV made semi-supervised. Prototypes are class prototypes; one cross-entropy covers both streams.
+
+Unlabeled images: Sinkhorn assignments of the global views' prototype scores (plus a queue of past
+embeddings) are the targets of every other view (swapped prediction). Labeled images: the smoothed
+ground-truth label is the target, on the same prototype scores divided by the temperature.
+"""
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from selax import losses
+from selax.methods.common import forward_crops
+from selax.models.heads import PrototypeHead, normalize_prototypes
+from selax.sinkhorn import sinkhorn
+
+
+@dataclasses.dataclass(frozen=True)
+class HParams:
+    """Suave's hyper-parameters (`config.suave` plus the class count)."""
+
+    num_prototypes: int
+    temperature: float = 0.1
+    sinkhorn_epsilon: float = 0.05
+    sinkhorn_iters: int = 3
+    label_smoothing: float = 0.01
+    labeled_weight: float | None = None  # None: per-row frequency weighting over the concatenation.
+    num_global_views: int = 2
+    queue_length: int = 0
+    queue_start_step: int = 0
+    freeze_prototypes_steps: int = 0
+    prototype_marginals: tuple[float, ...] | None = None  # None: equipartition.
+    unlabeled_loss: bool = True  # False: the supervised-only baseline (labeled cross-entropy alone).
+
+
+def build_head(hp: HParams) -> nn.Module:
+    return PrototypeHead(hp.num_prototypes)
+
+
+def init_extras(hp: HParams, embedding_dim: int) -> dict[str, jnp.ndarray]:
+    """The queue of past global-view embeddings, `[num_global_views, queue_length, embedding_dim]`."""
+    return dict(queue=jnp.zeros((hp.num_global_views, hp.queue_length, embedding_dim), jnp.float32))
+
+
+def assignments(
+    hp: HParams, prototype_scores: jnp.ndarray, queue_scores: jnp.ndarray, use_queue: jnp.ndarray
+) -> jnp.ndarray:
+    """Sinkhorn targets `[B, K]` for one global view's scores `[B, K]`, with the queue's `[Q, K]` when used."""
+    marginals = None if hp.prototype_marginals is None else jnp.asarray(hp.prototype_marginals, jnp.float32)
+
+    def solve(scores):
+        return sinkhorn(
+            jax.lax.stop_gradient(scores),
+            hp.sinkhorn_epsilon,
+            num_iters=hp.sinkhorn_iters,
+            prototype_marginals=marginals,
+        )
+
+    if hp.queue_length == 0:
+        return solve(prototype_scores)
+    batch = prototype_scores.shape[0]
+    return jax.lax.cond(
+        use_queue,
+        lambda: solve(jnp.concatenate([prototype_scores, queue_scores]))[:batch],
+        lambda: solve(prototype_scores),
+    )
+
+
+def loss_fn(
+    hp: HParams,
+    apply_fn: Callable[..., Any],
+    params: Any,
+    batch_stats: Any,
+    extras: Any,
+    views: dict[str, Any],
+    labels: jnp.ndarray,
+    step: jnp.ndarray,
+):
+    """Suave's loss. `views['labeled'] [Bl, H, W, C]`, `views['unlabeled']`: global views first, `[Bu, h, w, C]` each.
+
+    Returns `(loss, (batch_stats, extras, metrics))`; the loss includes the online linear head's
+    cross-entropy on labeled images (which reaches only the linear head).
+    """
+    unlabeled_views = views["unlabeled"]
+    outputs, batch_stats = forward_crops(
+        apply_fn, params, batch_stats, [views["labeled"], *unlabeled_views], train=True
+    )
+    labeled, unlabeled = outputs[0], outputs[1:]
+    num_classes = labeled["linear_logits"].shape[-1]
+
+    labeled_targets = losses.smoothed_one_hot(labels, hp.num_prototypes, hp.label_smoothing)
+    labeled_rows = losses.soft_cross_entropy(labeled_targets, labeled["head_scores"] / hp.temperature)
+
+    prototypes = params["head"]["prototypes"]
+    use_queue = step >= hp.queue_start_step
+    targets = [
+        assignments(hp, unlabeled[i]["head_scores"], extras["queue"][i] @ prototypes, use_queue)
+        for i in range(hp.num_global_views)
+    ]
+    unlabeled_rows = losses.swapped_prediction_loss(
+        targets, [o["head_scores"] / hp.temperature for o in unlabeled]
+    )
+    if hp.unlabeled_loss:
+        clustering_loss = losses.frequency_weighted_mean(labeled_rows, unlabeled_rows, hp.labeled_weight)
+    else:
+        clustering_loss = jnp.mean(labeled_rows)
+    linear_loss = jnp.mean(
+        losses.soft_cross_entropy(jax.nn.one_hot(labels, num_classes), labeled["linear_logits"])
+    )
+
+    new_embeddings = jnp.stack(
+        [jax.lax.stop_gradient(unlabeled[i]["embedding"]) for i in range(hp.num_global_views)]
+    )
+    queue = jnp.concatenate([new_embeddings, extras["queue"]], axis=1)[:, : hp.queue_length]
+    metrics = {
+        "loss": clustering_loss,
+        "labeled_loss": jnp.mean(labeled_rows),
+        "unlabeled_loss": jnp.mean(unlabeled_rows),
+        "linear_loss": linear_loss,
+        "labeled_top1": jnp.mean(jnp.argmax(labeled["head_scores"], -1) == labels),
+        "target_entropy": jnp.mean(-jnp.sum(targets[0] * jnp.log(targets[0] + 1e-12), -1)),
+    }
+    return clustering_loss + linear_loss, (batch_stats, dict(queue=queue), metrics)
+
+
+def mask_gradients(hp: HParams, grads: Any, step: jnp.ndarray) -> Any:
+    """Zeroes the prototypes' gradient for the first `freeze_prototypes_steps` steps."""
+    if hp.freeze_prototypes_steps == 0:
+        return grads
+    frozen = step < hp.freeze_prototypes_steps
+    head = dict(grads["head"], prototypes=jnp.where(frozen, 0.0, grads["head"]["prototypes"]))
+    return dict(grads, head=head)
+
+
+def after_update(hp: HParams, params: Any, extras: Any, step: jnp.ndarray) -> tuple[Any, Any]:
+    """Renormalizes the prototypes to unit length after each optimizer step."""
+    del hp, step
+    return normalize_prototypes(params), extras
+
+
+def eval_variables(params: Any, batch_stats: Any, extras: Any) -> dict[str, Any]:
+    del extras
+    return {"params": params, "batch_stats": batch_stats}

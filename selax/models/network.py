@@ -1,0 +1,40 @@
+"""The network every method trains: encoder -> (projector) -> clustering head, plus an online linear head."""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class Network(nn.Module):
+    """`images [B, H, W, C] -> dict` of the quantities the methods and the evaluation read.
+
+    Outputs:
+      features `[B, D]`: pooled encoder output (kNN and linear probes read these).
+      embedding `[B, E]`: projector output, L2-normalized (the encoder features when `projector` is None).
+      head_scores `[B, K]` (or `[T, B, K]` for several heads): the clustering head's scores.
+      linear_logits `[B, num_classes]`: an online linear classifier on the projector's first hidden layer
+        (the features when there is no projector), trained on labeled images through a stop-gradient,
+        so it measures the representation without shaping it.
+    """
+
+    encoder: nn.Module
+    head: nn.Module
+    projector: nn.Module | None
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, images: jnp.ndarray, train: bool = False) -> dict[str, Any]:
+        features = self.encoder(images, train=train)
+        if self.projector is None:
+            embedding, probe_input = features, features
+        else:
+            embedding, probe_input = self.projector(features, train=train)
+        linear_logits = nn.Dense(self.num_classes, name="linear_head")(jax.lax.stop_gradient(probe_input))
+        return dict(
+            features=features,
+            embedding=embedding,
+            head_scores=self.head(embedding),
+            linear_logits=linear_logits,
+        )

@@ -1,0 +1,62 @@
+"""Optimizers of the recipes (LARS, SGD, AdamW) with linear warm-up then cosine decay."""
+
+from typing import Any
+
+import jax
+import optax
+
+OPTIMIZERS = ("lars", "sgd", "adamw")
+
+
+def learning_rate_schedule(
+    base_lr: float, total_steps: int, warmup_steps: int, final_lr: float, warmup_start_lr: float = 0.0
+) -> optax.Schedule:
+    """Linear warm-up from `warmup_start_lr` to `base_lr`, then cosine decay to `final_lr` at `total_steps`."""
+    return optax.warmup_cosine_decay_schedule(
+        init_value=warmup_start_lr,
+        peak_value=base_lr,
+        warmup_steps=warmup_steps,
+        decay_steps=max(total_steps, warmup_steps + 1),
+        end_value=final_lr,
+    )
+
+
+def decay_mask(params: Any) -> Any:
+    """True for the leaves that take weight decay (and LARS adaptation): not biases, not norm scales."""
+
+    def takes_decay(path, leaf) -> bool:
+        del leaf
+        name = getattr(path[-1], "key", "")
+        return name not in ("bias", "scale")
+
+    return jax.tree_util.tree_map_with_path(takes_decay, params)
+
+
+def build_optimizer(
+    name: str,
+    schedule: optax.Schedule,
+    *,
+    weight_decay: float,
+    momentum: float = 0.9,
+    lars_trust_coefficient: float = 0.001,
+    adam_b1: float = 0.9,
+    adam_b2: float = 0.999,
+) -> optax.GradientTransformation:
+    """The optimizer called `name` (one of `OPTIMIZERS`); biases and norm scales are excluded from decay."""
+    if name == "lars":
+        return optax.lars(
+            schedule,
+            weight_decay=weight_decay,
+            weight_decay_mask=decay_mask,
+            trust_coefficient=lars_trust_coefficient,
+            trust_ratio_mask=decay_mask,
+            momentum=momentum,
+        )
+    if name == "sgd":
+        return optax.chain(
+            optax.add_decayed_weights(weight_decay, mask=decay_mask),
+            optax.sgd(schedule, momentum=momentum, nesterov=False),
+        )
+    if name == "adamw":
+        return optax.adamw(schedule, b1=adam_b1, b2=adam_b2, weight_decay=weight_decay, mask=decay_mask)
+    raise ValueError(f"Unknown optimizer {name!r}: config.optimizer.name must be one of {OPTIMIZERS}.")
