@@ -87,7 +87,7 @@ def test_multi_crop_shapes_ranges_determinism(jitted_multi_crop):
     assert [v.shape for v in views] == [(6, 8, 8, 1)] * 2 + [(6, 6, 6, 1)] * 4
     assert all(v.dtype == jnp.float32 and 0 <= v.min() and v.max() <= 1 for v in views)
     again = jitted_multi_crop(jax.random.key(0), images, spec)
-    for first, second in zip(views, again):
+    for first, second in zip(views, again, strict=True):
         np.testing.assert_array_equal(first, second)
     other = jitted_multi_crop(jax.random.key(1), images, spec)
     assert not np.allclose(views[0], other[0])

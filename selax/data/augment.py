@@ -103,7 +103,7 @@ class LightSpec:
 
 @dataclasses.dataclass(frozen=True)
 class EvalSpec:
-    """Evaluation transform: optional resize of the shorter side, optional centre crop, normalize."""
+    """Evaluation transform: resize of the shorter side, centre crop (each optional), normalize."""
 
     resize: int | None
     crop: int | None
@@ -201,7 +201,7 @@ def color_jitter(draws: jax.Array, image: jax.Array, strength: float) -> jax.Arr
 
 
 def gaussian_blur(image: jax.Array, sigma: jax.Array, radius: int) -> jax.Array:
-    """Separable Gaussian blur of [H, W, C] with std ``sigma``, taps -radius..radius, reflect edges."""
+    """Separable Gaussian blur of [H, W, C]: std ``sigma``, taps -radius..radius, reflect edges."""
     offsets = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
     weights = jnp.exp(-0.5 * (offsets / sigma) ** 2)
     weights = weights / weights.sum()
@@ -306,7 +306,7 @@ def multi_crop(key: jax.Array, images: jax.Array, spec: MultiCropSpec) -> list[j
 
 
 def _pad_crop(draws: jax.Array, image: jax.Array, pad: int) -> jax.Array:
-    """Reflect-pad [H, W, C] by ``pad`` and crop [H, W, C] at offsets floor(draws[:2] * (2 pad + 1))."""
+    """Reflect-pads [H, W, C] by ``pad``, crops [H, W, C] at floor(draws[:2] * (2 pad + 1))."""
     height, width, channels = image.shape
     padded = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
     top, left = jnp.floor(draws[:2] * (2 * pad + 1)).astype(jnp.int32)

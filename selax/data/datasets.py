@@ -8,9 +8,9 @@ Every dataset is read with a tfds data source over array_record files, which nee
   ``random_state=0``) gives 1,257 train and 540 test images.
 * ``digits_longtail``: the digits train split subsampled to a long-tailed class profile
   (imbalance ratio 10, exponential over classes, deterministic); its test split is digits' own.
-* ``image_folder``: the user's images, ``root_dir/<class>/*.jpg`` plus an optional folder of unlabeled
-  images, decoded with PIL, resized (shorter side) and centre-cropped to a fixed square, stored as
-  uint8 tensors by a selax builder (no TensorFlow).
+* ``image_folder``: the user's images, ``root_dir/<class>/*.jpg`` plus an optional folder of
+  unlabeled images, decoded with PIL, resized (shorter side) and centre-cropped to a fixed
+  square, stored as uint8 tensors by a selax builder (no TensorFlow).
 * ``cifar100``, ``imagenet2012``, ``imagenet2012_subset/1pct``, ``imagenet2012_subset/10pct``: the
   official tfds builders. Preparing them needs TensorFlow (``pip install 'selax[tf]'``) and, for
   ImageNet, the ILSVRC tars (and the SimCLR subset lists) in a manual directory; `prepare` checks
@@ -27,7 +27,6 @@ import dataclasses
 import glob
 import hashlib
 import importlib.util
-import io
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -45,7 +44,7 @@ DATASETS: dict[str, str] = {
     "digits": "sklearn 8x8 digits, 10 classes, 1257 train / 540 test (built offline)",
     "digits_longtail": "digits with a long-tailed train split (imbalance ratio 10)",
     "cifar100": "CIFAR-100 (official tfds builder; preparing needs TensorFlow)",
-    "imagenet2012": "ImageNet-1k (official tfds builder; manual ILSVRC tars, TensorFlow to prepare)",
+    "imagenet2012": "ImageNet-1k (official tfds builder; manual ILSVRC tars, TF to prepare)",
     "imagenet2012_subset/1pct": "SimCLR 1% labeled ImageNet subset (manual tars + 1percent.txt)",
     "imagenet2012_subset/10pct": "SimCLR 10% labeled ImageNet subset (manual tars + 10percent.txt)",
     "image_folder": "your images: root_dir/<class>/*.jpg (+ optional unlabeled folder)",
@@ -79,9 +78,14 @@ class ImageFolder:
     Attributes:
       root_dir: folder with one subfolder of images per class (sorted names give labels 0..K-1);
         read as split ``train``.
-      image_size: images are resized (shorter side) and centre-cropped to [image_size, image_size, 3].
+      image_size: images are resized (shorter side) and centre-cropped to
+        [image_size, image_size, 3].
       unlabeled_dir: optional folder of unlabeled images (searched recursively), split ``unlabeled``
         with label -1.
+
+    The folder is built once per (root_dir, unlabeled_dir, image_size) into
+    ``data_dir/selax_image_folder/<name>_<size>px_<hash>``; delete that folder after changing files.
+    Ids are positions in sorted file order.
     """
 
     root_dir: str
@@ -223,7 +227,8 @@ def load_square_rgb(path: str, size: int) -> np.ndarray:
     with Image.open(path) as image:
         image = image.convert("RGB")
         scale = size / min(image.size)
-        width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+        width = max(size, round(image.width * scale))
+        height = max(size, round(image.height * scale))
         image = image.resize((width, height), Image.BICUBIC)
         left, top = (width - size) // 2, (height - size) // 2
         return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
@@ -265,7 +270,9 @@ class SelaxImageFolder(tfds.core.GeneratorBasedBuilder):
             splits["unlabeled"] = self._generate_examples(unlabeled)
         return splits
 
-    def _generate_examples(self, files: list[tuple[str, int]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    def _generate_examples(
+        self, files: list[tuple[str, int]]
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
         size = self.builder_config.folder.image_size
         for index, (path, label) in enumerate(files):
             yield index, {
@@ -285,7 +292,6 @@ def _folder_builder(folder: ImageFolder, data_dir: str) -> SelaxImageFolder:
         raise ValueError(f"image_folder: {folder.root_dir!r} has no class subfolders.")
     if folder.unlabeled_dir is not None and not os.path.isdir(folder.unlabeled_dir):
         raise FileNotFoundError(f"image_folder: unlabeled_dir {folder.unlabeled_dir!r} is missing.")
-    # The cache key names the folder contents' location and the size; rebuild by deleting it.
     key = f"{folder.root_dir}|{folder.unlabeled_dir}|{folder.image_size}"
     stem = re.sub(r"[^a-z0-9]+", "_", os.path.basename(os.path.normpath(folder.root_dir)).lower())
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]
@@ -305,8 +311,11 @@ def _tensorflow_available() -> bool:
 def _prepared_dir(name: str, data_dir: str) -> str | None:
     """The version directory of a prepared official dataset with array_record files, else None."""
     base = name.split("/")[0]
-    for info in sorted(glob.glob(os.path.join(data_dir, name, "*", "dataset_info.json")))[::-1]:
-        version_dir = os.path.dirname(info)
+    infos = glob.glob(os.path.join(data_dir, name, "*", "dataset_info.json"))
+    versions = {os.path.dirname(info): tuple(map(int, re.findall(r"\d+", os.path.basename(
+        os.path.dirname(info))))) for info in infos}
+    newest_first = sorted(versions, key=versions.get, reverse=True)
+    for version_dir in newest_first:
         if glob.glob(os.path.join(version_dir, f"{base}-*.array_record-*")):
             return version_dir
     return None
@@ -330,10 +339,12 @@ def _prepare_instructions(name: str, data_dir: str, manual_dir: str | None) -> s
     ]
     if name.startswith("imagenet2012"):
         where = manual_dir or "MANUAL_DIR"
-        lines.append(f"with these files in {where}: " + ", ".join(_missing_manual_files(name, None)))
+        needed = ", ".join(_missing_manual_files(name, None))
+        lines.append(f"with these files in {where}: {needed}")
         lines.append(
             "(ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar from image-net.org; "
-            "1percent.txt / 10percent.txt from github.com/google-research/simclr, imagenet_subsets/; "
+            "1percent.txt / 10percent.txt from github.com/google-research/simclr, "
+            "imagenet_subsets/; "
             "without the list file tfds tries to download it and stalls offline.)"
         )
     return "\n".join(lines)
@@ -342,9 +353,10 @@ def _prepare_instructions(name: str, data_dir: str, manual_dir: str | None) -> s
 def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = None) -> str:
     """Prepares an official tfds dataset in array_record format; returns its version directory.
 
-    Checks, before calling into tfds, that TensorFlow is installed and (ImageNet) that ``manual_dir``
-    holds ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and, for subsets, 1percent.txt or
-    10percent.txt. cifar100 is downloaded by tfds (needs internet).
+    Checks, before calling into tfds, that (ImageNet) ``manual_dir`` holds
+    ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and, for subsets, 1percent.txt or
+    10percent.txt, and that TensorFlow is installed. cifar100 is downloaded by tfds (needs
+    internet).
     """
     check_name(name)
     if name not in _OFFICIAL:
@@ -383,7 +395,9 @@ def data_source(
     data_dir = _data_dir(data_dir)
     if name in ("digits", "digits_longtail"):
         if name == "digits_longtail" or split not in ("train", "test"):
-            raise ValueError("digits has splits 'train' and 'test'; read digits_longtail via load_arrays.")
+            raise ValueError(
+                "digits has splits 'train' and 'test'; read digits_longtail via load_arrays."
+            )
         builder = SelaxDigits(data_dir=data_dir, file_format="array_record")
         builder.download_and_prepare()
         return builder.as_data_source(split=split)
@@ -440,11 +454,10 @@ def load_arrays(
     order = np.argsort(ids, kind="stable")
     images = np.stack([records[i]["image"] for i in order]).astype(np.uint8)
     labels = np.array([records[i]["label"] for i in order], dtype=np.int32)
-    if name == "digits":
-        num_classes = 10
-    elif name == "image_folder":
+    if name == "image_folder":
         num_classes = len(_class_names(folder.root_dir))
+    elif name == "digits":
+        num_classes = 10
     else:
-        num_classes = int(tfds.builder_from_directory(_prepared_dir(name, _data_dir(data_dir)))
-                          .info.features["label"].num_classes)
+        num_classes = int(source.dataset_info.features["label"].num_classes)
     return ArraySplit(images, labels, ids[order], num_classes)
