@@ -4,8 +4,9 @@ Synthetic JPEGs of ImageNet size (500 x 375) are written with PIL to a temporary
 
   (a) host decode + augment: PIL decode, then per view random resized crop, flip, colour jitter,
       grayscale, Gaussian blur, solarize with PIL/NumPy, normalize to float32 (1 process, 1 core);
-  (b) host decode + resize to 256 x 256 uint8 (host part), then `selax.data.augment.multi_crop`
-      jitted on the JAX default device (CPU here: a lower bound for an accelerator).
+  (b) host decode to 256 x 256 uint8 (`selax.data.datasets.decode_square`: the host part), then
+      `selax.data.augment.multi_crop` jitted on the JAX default device (CPU here: a lower bound
+      for an accelerator).
 
 From the per-core host rates it estimates how many host cores keep a node of 8 accelerators fed at
 a given per-accelerator train-step rate, assuming host work scales linearly with cores (one
@@ -27,7 +28,7 @@ import jax
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from selax.data import augment
+from selax.data import augment, datasets
 
 RECIPE = augment.defaults("imagenet2012_8local").multi_crop
 
@@ -91,14 +92,11 @@ def host_multi_crop(paths: list[str], seed: int = 0) -> float:
 
 
 def host_decode_resize(paths: list[str], size: int = 256) -> tuple[float, np.ndarray]:
-    """Seconds to decode and resize (squash) every path to [size, size, 3] uint8; the batch."""
+    """Seconds to decode every path to [size, size, 3] uint8 as the training host loader does
+    (`selax.data.datasets.decode_square`: shorter side to size, centre crop); the batch."""
     start = time.perf_counter()
-    batch = []
-    for path in paths:
-        with Image.open(path) as image:
-            image.draft("RGB", (size, size))  # JPEG DCT-domain downscale where possible
-            batch.append(np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR)))
-    return time.perf_counter() - start, np.stack(batch)
+    batch = np.stack([datasets.decode_square(path, size) for path in paths])
+    return time.perf_counter() - start, batch
 
 
 def device_multi_crop(batch: np.ndarray, device_batch: int, repeats: int) -> tuple[float, float]:

@@ -2,6 +2,7 @@
 
 import io
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -12,7 +13,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from tensorflow_datasets.core import registered
 
-from selax.data import datasets
+from selax.data import datasets, pipeline
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +156,9 @@ def test_prepare_without_tensorflow_says_what_to_install(tmp_path):
         datasets.prepare("imagenet2012_subset/1pct", str(tmp_path / "data"), str(manual))
 
 
-def test_prepared_official_layout_reads_without_tensorflow(tmp_path):
-    """A stand-in with cifar100's name, features and array_record layout, as `prepare` writes."""
+def _prepare_fake_cifar100(data_dir):
+    """A stand-in with cifar100's name, features and array_record layout, as `prepare` writes;
+    images are grey levels 10 * id, rectangular (40 x 32) so that decoding to a square crops."""
 
     with registered.skip_registration():
 
@@ -166,7 +168,7 @@ def test_prepared_official_layout_reads_without_tensorflow(tmp_path):
             def _info(self):
                 return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
                     "id": tfds.features.Text(),
-                    "image": tfds.features.Image(shape=(32, 32, 3)),
+                    "image": tfds.features.Image(shape=(None, None, 3)),
                     "label": tfds.features.ClassLabel(num_classes=100),
                 }))
 
@@ -176,14 +178,43 @@ def test_prepared_official_layout_reads_without_tensorflow(tmp_path):
             def _generate_examples(self):
                 for index in (7, 2, 5):
                     encoded = io.BytesIO()
-                    Image.new("RGB", (32, 32), (index * 10,) * 3).save(encoded, format="PNG")
+                    Image.new("RGB", (40, 32), (index * 10,) * 3).save(encoded, format="PNG")
                     yield index, {"id": f"train_{index:05d}", "image": encoded.getvalue(),
                                   "label": index * 3}
 
-        Cifar100(data_dir=str(tmp_path), file_format="array_record").download_and_prepare()
+        Cifar100(data_dir=str(data_dir), file_format="array_record").download_and_prepare()
+
+
+def test_prepared_official_layout_reads_without_tensorflow(tmp_path):
+    _prepare_fake_cifar100(tmp_path)
     arrays = datasets.load_arrays("cifar100", "train", str(tmp_path))
     np.testing.assert_array_equal(arrays.ids, [2, 5, 7])
     np.testing.assert_array_equal(arrays.labels, [6, 15, 21])
     np.testing.assert_array_equal(arrays.images[:, 0, 0, 0], [20, 50, 70])
-    assert arrays.images.shape == (3, 32, 32, 3) and arrays.num_classes == 100
+    assert arrays.images.shape == (3, 32, 40, 3) and arrays.num_classes == 100
     assert datasets.prepare("cifar100", str(tmp_path)).endswith("3.0.2")
+    assert "tensorflow" not in sys.modules
+
+
+def test_encoded_source_decodes_to_squares_on_the_host(tmp_path):
+    _prepare_fake_cifar100(tmp_path)
+    source = datasets.data_source("cifar100", "train", str(tmp_path), encoded_images=True)
+    assert isinstance(source[0]["image"], bytes)
+    batch = pipeline.gather_encoded(source, np.array([2, 0]), image_size=16)
+    assert batch["images"].shape == (2, 16, 16, 3) and batch["images"].dtype == np.uint8
+    levels = {int(record["label"]) // 3 * 10 for record in source.__getitems__([2, 0])}
+    assert {int(v) for v in batch["images"][:, 8, 8, 0]} == levels
+    np.testing.assert_array_equal(batch["ids"], [2, 0])
+
+
+def test_concurrent_processes_build_digits_once(tmp_path):
+    script = ("import sys; from selax.data import datasets; "
+              "a = datasets.load_arrays('digits', 'train', sys.argv[1]); print(int(a.ids.sum()))")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in outputs]
+    sums = [out.strip().splitlines()[-1] for out, _ in outputs]  # tfds also prints to stdout
+    assert sums[0] == sums[1] == str(datasets.digits_split_ids("train").sum())

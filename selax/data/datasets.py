@@ -24,12 +24,14 @@ samplers in `selax.data.pipeline` index these positions.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import glob
 import hashlib
 import importlib.util
+import io
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -216,15 +218,18 @@ def _class_names(root_dir: str) -> list[str]:
     return sorted(e.name for e in os.scandir(root_dir) if e.is_dir())
 
 
-def load_square_rgb(path: str, size: int) -> np.ndarray:
-    """Decodes an image with PIL, resizes its shorter side to ``size``, centre-crops a square.
+def decode_square(image_file: str | bytes, size: int) -> np.ndarray:
+    """Decodes an image (path or encoded bytes) with PIL, resizes its shorter side to ``size``
+    (bicubic; JPEGs are first reduced in the DCT domain where that stays >= size) and centre-crops.
 
     Returns:
       uint8 [size, size, 3].
     """
     from PIL import Image
 
-    with Image.open(path) as image:
+    opened = io.BytesIO(image_file) if isinstance(image_file, bytes) else image_file
+    with Image.open(opened) as image:
+        image.draft("RGB", (size, size))
         image = image.convert("RGB")
         scale = size / min(image.size)
         width = max(size, round(image.width * scale))
@@ -276,10 +281,21 @@ class SelaxImageFolder(tfds.core.GeneratorBasedBuilder):
         size = self.builder_config.folder.image_size
         for index, (path, label) in enumerate(files):
             yield index, {
-                "image": load_square_rgb(path, size),
+                "image": decode_square(path, size),
                 "label": np.int32(label),
                 "id": np.int32(index),
             }
+
+
+def _built(make_builder: Callable[[], tfds.core.DatasetBuilder], data_dir: str) -> Any:
+    """A prepared builder, made and prepared under an exclusive lock in ``data_dir``: concurrent
+    processes (e.g. several JAX processes on one machine) build once, the others then read it."""
+    os.makedirs(data_dir, exist_ok=True)
+    with open(os.path.join(data_dir, ".selax_build.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        builder = make_builder()  # made under the lock, so it sees a finished build's metadata
+        builder.download_and_prepare()
+    return builder
 
 
 def _folder_builder(folder: ImageFolder, data_dir: str) -> SelaxImageFolder:
@@ -383,13 +399,19 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
 
 
 def data_source(
-    name: str, split: str, data_dir: str | None = None, folder: ImageFolder | None = None
+    name: str,
+    split: str,
+    data_dir: str | None = None,
+    folder: ImageFolder | None = None,
+    encoded_images: bool = False,
 ) -> Any:
     """A random-access tfds data source (``len``, ``[i]``, ``__getitems__``) over one split.
 
     selax's own datasets are built on first use; official ones must have been prepared (see
     `prepare`), else FileNotFoundError says how. ``folder`` is required for ``image_folder``.
-    ``digits_longtail`` is a subsample of digits: use `load_arrays`.
+    ``digits_longtail`` is a subsample of digits: use `load_arrays`. With ``encoded_images``,
+    official datasets return the stored image bytes undecoded (decode them with `decode_square`,
+    e.g. through `selax.data.pipeline.gather_encoded`).
     """
     check_name(name)
     data_dir = _data_dir(data_dir)
@@ -398,14 +420,13 @@ def data_source(
             raise ValueError(
                 "digits has splits 'train' and 'test'; read digits_longtail via load_arrays."
             )
-        builder = SelaxDigits(data_dir=data_dir, file_format="array_record")
-        builder.download_and_prepare()
+        builder = _built(lambda: SelaxDigits(data_dir=data_dir, file_format="array_record"),
+                         data_dir)
         return builder.as_data_source(split=split)
     if name == "image_folder":
         if folder is None:
             raise ValueError("image_folder needs folder=ImageFolder(root_dir=..., image_size=...).")
-        builder = _folder_builder(folder, data_dir)
-        builder.download_and_prepare()
+        builder = _built(lambda: _folder_builder(folder, data_dir), data_dir)
         if split not in builder.info.splits:
             raise ValueError(f"image_folder has splits {list(builder.info.splits)}, not {split!r}.")
         return builder.as_data_source(split=split)
@@ -415,7 +436,8 @@ def data_source(
             f"{name} is not prepared in array_record format under {data_dir}.\n"
             + _prepare_instructions(name, data_dir, None)
         )
-    return tfds.builder_from_directory(prepared).as_data_source(split=split)
+    decoders = {"image": tfds.decode.SkipDecoding()} if encoded_images else None
+    return tfds.builder_from_directory(prepared).as_data_source(split=split, decoders=decoders)
 
 
 def _example_id(value: Any) -> int:

@@ -28,6 +28,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from selax.data.datasets import ArraySplit, decode_square
+
 UNLABELED_STREAM = 0
 LABELED_STREAM = 1
 
@@ -142,14 +144,32 @@ def semi_supervised_streams(
     return unlabeled, labeled
 
 
-def gather(split: Any, positions: np.ndarray) -> dict[str, np.ndarray]:
-    """Host-side batch of an in-memory split (`selax.data.datasets.ArraySplit`).
+def gather(split: ArraySplit, positions: np.ndarray) -> dict[str, np.ndarray]:
+    """Host-side batch of an in-memory split.
 
     Returns:
       dict with images uint8 [b, H, W, C], labels int32 [b], ids int32 [b].
     """
     return {"images": split.images[positions], "labels": split.labels[positions],
             "ids": split.ids[positions]}
+
+
+def gather_encoded(source: Any, positions: np.ndarray, image_size: int) -> dict[str, np.ndarray]:
+    """Host-side batch of a split too large for memory (ImageNet), decoded and made square.
+
+    Args:
+      source: `selax.data.datasets.data_source(..., encoded_images=True)`.
+      positions: int [b] positions in the split.
+      image_size: S; shorter side resized to S, centre crop (augmented on device afterwards).
+    Returns:
+      dict with images uint8 [b, S, S, 3], labels int32 [b], ids int32 [b] (the positions).
+    """
+    records = source.__getitems__([int(p) for p in positions])
+    return {
+        "images": np.stack([decode_square(r["image"], image_size) for r in records]),
+        "labels": np.array([r["label"] for r in records], dtype=np.int32),
+        "ids": np.asarray(positions, dtype=np.int32),
+    }
 
 
 def global_batch(mesh: Mesh, local_batch: Any, axis: str = "data") -> Any:
