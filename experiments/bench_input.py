@@ -13,7 +13,10 @@ a given per-accelerator train-step rate, assuming host work scales linearly with
 decoding process per core) and, for (b), that on-device augmentation overlaps with or is cheap
 relative to the train step. Prints a table and writes experiments/results/bench_input.json.
 
-    python experiments/bench_input.py [--images 48] [--device_batch 32] [--step_rate 1000]
+    python experiments/bench_input.py [--images 64] [--repeats 3] [--device_batch 32]
+        [--step_rate 1000]
+
+Host rates are medians over ``--repeats`` passes; device rate the mean over ``--repeats`` batches.
 """
 
 from __future__ import annotations
@@ -114,7 +117,7 @@ def device_multi_crop(batch: np.ndarray, device_batch: int, repeats: int) -> tup
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=48)
+    parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--device_batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--accelerators", type=int, default=8)
@@ -126,9 +129,10 @@ def main() -> None:
         paths = write_jpegs(folder, args.images)
         jpeg_kib = np.mean([os.path.getsize(p) for p in paths]) / 1024
         host_multi_crop(paths[:2])  # warm caches
-        host_a = args.images / host_multi_crop(paths)
-        resize_s, batch = host_decode_resize(paths)
-        host_b = args.images / resize_s
+        host_a = args.images / np.median([host_multi_crop(paths, r) for r in range(args.repeats)])
+        timings = [host_decode_resize(paths) for _ in range(args.repeats)]
+        host_b = args.images / np.median([seconds for seconds, _ in timings])
+        batch = timings[0][1]
     compile_s, batch_s = device_multi_crop(batch, args.device_batch, args.repeats)
     device_b = args.device_batch / batch_s
     demand = args.accelerators * args.step_rate
@@ -137,6 +141,7 @@ def main() -> None:
         "recipe": f"{RECIPE.num_global}x{RECIPE.global_views[0].size} + "
                   f"{RECIPE.num_local}x{RECIPE.local_view.size}, flip/jitter/gray/blur/solarize",
         "images": args.images,
+        "repeats": args.repeats,
         "jpeg_kib_mean": round(float(jpeg_kib), 1),
         "a_host_decode_augment_img_per_s_per_core": round(host_a, 1),
         "b_host_decode_resize256_img_per_s_per_core": round(host_b, 1),
