@@ -12,7 +12,11 @@ the slices are disjoint and their union is the global batch. `global_batch` turn
 numpy batches into one jax.Array sharded over the mesh's ``data`` axis.
 
 Semi-supervised training uses two streams (`semi_supervised_streams`): unlabeled over every train
-position, labeled over the labeled subset, each with its own batch size and epochs.
+position, labeled over the labeled subset, each with its own batch size and epochs. Small datasets
+index in-memory arrays (`selax.data.datasets.load_arrays`, then `gather`; the labeled positions
+come from `selax.data.splits.labeled_subset`). ImageNet indexes two encoded data sources with
+`gather_encoded`: unlabeled positions into ``imagenet2012`` train, labeled positions
+``arange(len(subset))`` into ``imagenet2012_subset/1pct`` (or ``/10pct``) train.
 """
 
 from __future__ import annotations
