@@ -76,7 +76,7 @@ def jitted_multi_crop():
     return jax.jit(A.multi_crop, static_argnums=2)
 
 
-def _digits_batch(batch=6):
+def _digits_batch(batch=8):
     return jnp.asarray(np.random.default_rng(5).integers(0, 256, (batch, 8, 8, 1)), jnp.uint8)
 
 
@@ -84,7 +84,7 @@ def test_multi_crop_shapes_ranges_determinism(jitted_multi_crop):
     spec = dataclasses.replace(DIGITS.multi_crop, mean=(0.0,), std=(1.0,))
     images = _digits_batch()
     views = jitted_multi_crop(jax.random.key(0), images, spec)
-    assert [v.shape for v in views] == [(6, 8, 8, 1)] * 2 + [(6, 6, 6, 1)] * 4
+    assert [v.shape for v in views] == [(8, 8, 8, 1)] * 2 + [(8, 6, 6, 1)] * 4
     assert all(v.dtype == jnp.float32 and 0 <= v.min() and v.max() <= 1 for v in views)
     again = jitted_multi_crop(jax.random.key(0), images, spec)
     for first, second in zip(views, again, strict=True):
@@ -96,9 +96,9 @@ def test_multi_crop_shapes_ranges_determinism(jitted_multi_crop):
 
 def test_multi_crop_draws_per_image_and_normalizes(jitted_multi_crop):
     spec = DIGITS.multi_crop
-    same = jnp.broadcast_to(_digits_batch(1), (6, 8, 8, 1))
+    same = jnp.broadcast_to(_digits_batch(1), (8, 8, 8, 1))
     views = jitted_multi_crop(jax.random.key(2), same, spec)
-    assert len({np.asarray(view).tobytes() for view in views[2]}) == 6
+    assert len({np.asarray(view).tobytes() for view in views[2]}) == 8
     unit = jitted_multi_crop(jax.random.key(2), same,
                              dataclasses.replace(spec, mean=(0.0,), std=(1.0,)))
     np.testing.assert_allclose(views[0], (unit[0] - A.DIGITS_MEAN[0]) / A.DIGITS_STD[0],
@@ -144,3 +144,17 @@ def test_defaults_cover_the_datasets_and_reject_unknown_names():
     assert all(v.flip_prob == 0 for v in DIGITS.multi_crop.global_views)
     with pytest.raises(ValueError, match="known"):
         A.defaults("mnist")
+
+
+def test_multi_crop_on_a_sharded_batch_matches_unsharded(jitted_multi_crop):
+    """Augmentations do not depend on how the batch is split over devices (resume-safe)."""
+    mesh = jax.make_mesh((jax.device_count(),), ("data",),
+                         axis_types=(jax.sharding.AxisType.Auto,))
+    images = _digits_batch(jax.device_count())  # the shape compiled above
+    sharded = jax.device_put(images, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(
+        "data")))
+    expected = jitted_multi_crop(jax.random.key(7), images, DIGITS.multi_crop)
+    views = jitted_multi_crop(jax.random.key(7), sharded, DIGITS.multi_crop)
+    assert views[0].sharding.spec == jax.sharding.PartitionSpec("data")
+    for view, reference in zip(views, expected, strict=True):
+        np.testing.assert_array_equal(view, reference)
