@@ -1,9 +1,12 @@
 """Batched image augmentations in pure JAX, run on device inside the jitted train step.
 
-Every function takes a PRNG key and a batch, draws independent parameters per image (vmap over
-per-image keys) and is jittable with its spec as a static argument (the specs are frozen,
-hashable dataclasses). Images are float32 [B, H, W, C] in [0, 1] (uint8 inputs are scaled by 1/255);
-C is 3 (RGB) or 1 (grey: only brightness and contrast jitter apply, grayscale is a no-op).
+The batched functions take a PRNG key and a batch, draw one vector of uniforms per image and view
+(a single random-number call, which keeps compile time low) and vmap a per-image function over
+them; they are jittable with the spec as a static argument (specs are frozen, hashable
+dataclasses). Results do not depend on how the batch is sharded over devices. Images are float32
+[B, H, W, C] in [0, 1] (uint8 inputs are scaled by 1/255); C is 3 (RGB) or 1 (grey: only
+brightness and contrast jitter apply, grayscale is a no-op). Host-side ImageNet images arrive as
+fixed-size squares (`selax.data.datasets.decode_square`, e.g. 256 px) so they batch.
 
 Recipes: `multi_crop` (global + local views, SwAV/DINO style), `light_augment` (labeled images),
 `eval_transform` (resize + centre crop, normalize). `DEFAULTS` holds per-dataset specs; configs
