@@ -412,7 +412,7 @@ def adjusted_nmi(cluster_ids: ArrayLike, labels: ArrayLike) -> float:
     Adjusted NMI: 1 for identical partitions, about 0 for independent ones (can be slightly negative).
   """
   table = _contingency_table(cluster_ids, labels)
-  if table.shape == (1, 1):
+  if np.count_nonzero(table) == table.shape[0] == table.shape[1]:  # Identical up to renaming, even when 0 / 0.
     return 1.0
   expected = _expected_mutual_information(table)
   mean_entropy = 0.5 * (_entropy(table.sum(axis=1)) + _entropy(table.sum(axis=0)))
