@@ -111,7 +111,8 @@ def _knn_predict(train_features, train_labels, train_mask, test_features, temper
     similarities = jnp.where(train_mask, similarities, -jnp.inf)
     neighbour_similarities, neighbour_ids = jax.lax.top_k(similarities, k)  # [k], descending
     # exp(s / T) up to a per-query factor exp(-s_max / T), which leaves the argmax unchanged and avoids overflow.
-    weights = jnp.exp((neighbour_similarities - neighbour_similarities[0]) / temperature)  # [k]; 0 for padding
+    # jnp.max, not neighbour_similarities[0]: slicing top_k's output makes XLA:CPU fall back to a full sort (~40x).
+    weights = jnp.exp((neighbour_similarities - jnp.max(neighbour_similarities)) / temperature)  # [k]; 0 for padding
     votes = jnp.zeros((num_classes,), jnp.float32).at[train_labels[neighbour_ids]].add(weights)  # [C]
     return jnp.argmax(votes)
 
