@@ -431,7 +431,7 @@ def ari(cluster_ids: ArrayLike, labels: ArrayLike) -> float:
     labels: `[N]` integer ground-truth classes.
 
   Returns:
-    ARI: 1 for identical partitions, about 0 for independent ones, at least -0.5.
+    ARI: 1 for identical partitions, about 0 for independent ones (negative below chance).
   """
   table = _contingency_table(cluster_ids, labels)
   pairs = lambda counts: int(np.sum(counts * (counts - 1) // 2))  # Python ints: exact for any dataset size.
