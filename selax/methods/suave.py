@@ -40,13 +40,27 @@ def build_head(hp: HParams) -> nn.Module:
     return PrototypeHead(hp.num_prototypes)
 
 
-def init_extras(hp: HParams, embedding_dim: int) -> dict[str, jnp.ndarray]:
-    """The queue of past global-view embeddings, `[num_global_views, queue_length, embedding_dim]`."""
+def hparams_from_config(config: Any, num_classes: int) -> HParams:
+    """Suave's hyper-parameters from `config.suave`; one prototype per class unless configured."""
+    fields = dict(config.suave)
+    marginals = fields.pop("prototype_marginals", None)
+    return HParams(
+        num_prototypes=fields.pop("num_prototypes", None) or num_classes,
+        prototype_marginals=tuple(marginals) if marginals else None,
+        **fields,
+    )
+
+
+def init_extras(hp: HParams, params: Any) -> dict[str, jnp.ndarray]:
+    """The queue of past global-view embeddings `[num_global_views, queue_length, embedding_dim]`, if any."""
+    if hp.queue_length == 0:
+        return {}
+    embedding_dim = params["head"]["prototypes"].shape[0]
     return dict(queue=jnp.zeros((hp.num_global_views, hp.queue_length, embedding_dim), jnp.float32))
 
 
 def assignments(
-    hp: HParams, prototype_scores: jnp.ndarray, queue_scores: jnp.ndarray, use_queue: jnp.ndarray
+    hp: HParams, prototype_scores: jnp.ndarray, queue_scores: jnp.ndarray | None, use_queue: jnp.ndarray
 ) -> jnp.ndarray:
     """Sinkhorn targets `[B, K]` for one global view's scores `[B, K]`, with the queue's `[Q, K]` when used."""
     marginals = None if hp.prototype_marginals is None else jnp.asarray(hp.prototype_marginals, jnp.float32)
@@ -59,7 +73,7 @@ def assignments(
             prototype_marginals=marginals,
         )
 
-    if hp.queue_length == 0:
+    if queue_scores is None:
         return solve(prototype_scores)
     batch = prototype_scores.shape[0]
     return jax.lax.cond(
@@ -96,8 +110,9 @@ def loss_fn(
 
     prototypes = params["head"]["prototypes"]
     use_queue = step >= hp.queue_start_step
+    queue_scores = [extras["queue"][i] @ prototypes if extras else None for i in range(hp.num_global_views)]
     targets = [
-        assignments(hp, unlabeled[i]["head_scores"], extras["queue"][i] @ prototypes, use_queue)
+        assignments(hp, unlabeled[i]["head_scores"], queue_scores[i], use_queue)
         for i in range(hp.num_global_views)
     ]
     unlabeled_rows = losses.swapped_prediction_loss(
@@ -111,10 +126,10 @@ def loss_fn(
         losses.soft_cross_entropy(jax.nn.one_hot(labels, num_classes), labeled["linear_logits"])
     )
 
-    new_embeddings = jnp.stack(
-        [jax.lax.stop_gradient(unlabeled[i]["embedding"]) for i in range(hp.num_global_views)]
-    )
-    queue = jnp.concatenate([new_embeddings, extras["queue"]], axis=1)[:, : hp.queue_length]
+    if extras:
+        new_embeddings = jnp.stack([unlabeled[i]["embedding"] for i in range(hp.num_global_views)])
+        queue = jnp.concatenate([jax.lax.stop_gradient(new_embeddings), extras["queue"]], axis=1)
+        extras = dict(queue=queue[:, : hp.queue_length])
     metrics = {
         "loss": clustering_loss,
         "labeled_loss": jnp.mean(labeled_rows),
@@ -123,7 +138,7 @@ def loss_fn(
         "labeled_top1": jnp.mean(jnp.argmax(labeled["head_scores"], -1) == labels),
         "target_entropy": jnp.mean(-jnp.sum(targets[0] * jnp.log(targets[0] + 1e-12), -1)),
     }
-    return clustering_loss + linear_loss, (batch_stats, dict(queue=queue), metrics)
+    return clustering_loss + linear_loss, (batch_stats, extras, metrics)
 
 
 def mask_gradients(hp: HParams, grads: Any, step: jnp.ndarray) -> Any:

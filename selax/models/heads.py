@@ -8,6 +8,7 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def l2_normalize(x: jnp.ndarray, axis: int = -1, eps: float = 1e-12) -> jnp.ndarray:
@@ -108,7 +109,7 @@ class DINOHead(nn.Module):
 def apply_per_resolution(fn: Callable[[jnp.ndarray], Any], crops: Sequence[jnp.ndarray]) -> list[Any]:
     """Applies `fn` once per distinct crop resolution, as SwAV's multi-crop forward does.
 
-    Crops of the same spatial shape are concatenated along the batch axis, passed through `fn` in one
+    Crops of the same spatial shape (any batch sizes) are concatenated along the batch axis, passed through `fn` in one
     call, and split back. Returns one output pytree per crop, in the order of `crops`.
     """
     groups: dict[tuple[int, ...], list[int]] = {}
@@ -117,7 +118,7 @@ def apply_per_resolution(fn: Callable[[jnp.ndarray], Any], crops: Sequence[jnp.n
     outputs: list[Any] = [None] * len(crops)
     for indices in groups.values():
         batched = fn(jnp.concatenate([crops[i] for i in indices], axis=0))
-        splits = jax.tree_util.tree_map(lambda y: jnp.split(y, len(indices), axis=0), batched)
+        offsets = np.cumsum([crops[i].shape[0] for i in indices])[:-1]
         for j, i in enumerate(indices):
-            outputs[i] = jax.tree_util.tree_map(lambda s: s[j], splits, is_leaf=lambda s: isinstance(s, list))
+            outputs[i] = jax.tree_util.tree_map(lambda y, j=j: jnp.split(y, offsets)[j], batched)
     return outputs

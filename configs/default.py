@@ -1,0 +1,56 @@
+"""Suave on the embedded 8x8 digits: 2 labels per class (20 labels), a small CNN, 2 CPU cores, minutes.
+
+    python -m selax.main --config=configs/default.py --workdir=/tmp/selax_default
+
+`--config=configs/default.py:smoke` runs a few steps (the tests use it);
+`--config.supervised_only=True` is the baseline trained on the 20 labels alone.
+"""
+
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.method = "suave"
+    config.seed = 0
+
+    config.dataset = dict(name="digits", data_dir=None, labels_per_class=2, split_seed=0)
+    config.model = dict(
+        encoder="small_cnn",
+        encoder_kwargs=dict(stage_widths=(32, 64, 128)),
+        projector_hidden=(256,),
+        embedding_dim=64,
+        init_checkpoint="",
+    )
+    config.augment = ml_collections.ConfigDict()  # Overrides of the dataset's augmentation defaults.
+    config.batch = dict(unlabeled=256, labeled=40, eval=256)
+    config.num_steps = 1500
+    config.optimizer = dict(
+        name="sgd", base_lr=0.1, final_lr=0.0, warmup_steps=100, weight_decay=5e-4, momentum=0.9
+    )
+    config.suave = dict(
+        temperature=0.1,
+        sinkhorn_epsilon=0.05,
+        sinkhorn_iters=3,
+        label_smoothing=0.01,
+        labeled_weight=None,
+        num_global_views=2,
+        queue_length=0,
+        queue_start_step=0,
+        freeze_prototypes_steps=0,
+        prototype_marginals=None,
+        unlabeled_loss=True,
+    )
+    config.supervised_only = False
+    config.eval = dict(knn_k=20, knn_temperature=0.07)
+    config.log_every_steps = 50
+    config.eval_every_steps = 500
+    config.checkpoint = dict(every_steps=500, keep=2)
+
+    if arg == "smoke":
+        config.num_steps = 6
+        config.log_every_steps = 2
+        config.eval_every_steps = 4
+        config.checkpoint.every_steps = 4
+        config.batch = dict(unlabeled=64, labeled=16, eval=128)
+    return config

@@ -1,0 +1,363 @@
+"""The training loop, read top to bottom: config, mesh, data, model and state, step, resume, loop, report.
+
+`run(config, workdir)` trains the method named by `config.method` and returns the final evaluation.
+The config is read here, at the edge; everything it calls is pure functions of arrays and pytrees.
+"""
+
+import dataclasses
+import functools
+import os
+import signal
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax.training import train_state
+
+from selax import evaluate, sharding
+from selax.checkpoint import Checkpointer
+from selax.data import augment, datasets, pipeline, splits
+from selax.methods import METHODS, get_method
+from selax.models import build_encoder
+from selax.models.heads import Projector
+from selax.models.network import Network
+from selax.optimizers import OPTIMIZERS, build_optimizer, learning_rate_schedule
+from selax.reporting import Reporter
+
+
+class TrainState(train_state.TrainState):
+    """Params, optimizer state and step, plus BatchNorm statistics, the method's extras and the run's key.
+
+    `nonfinite_steps` counts steps whose loss was NaN or inf. Such a step leaves the state as it was, so
+    the state, and every checkpoint of it, is the last good one.
+    """
+
+    batch_stats: Any
+    extras: Any
+    rng: jax.Array
+    nonfinite_steps: jax.Array
+
+
+# ------------------------------------------------------------------------------------------------------
+# The step: pure, jitted over the mesh by `run`.
+
+
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    *,
+    method: Any,
+    hp: Any,
+    crop_spec: augment.MultiCropSpec,
+    labeled_spec: augment.LightSpec,
+    schedule: optax.Schedule,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer step on a global batch.
+
+    `batch`: `unlabeled_images [Bu, H, W, C]` uint8, `labeled_images [Bl, H, W, C]` uint8, `labels [Bl]`
+    int32. Augmentation runs here, on the device, from a key that depends only on the run's key and the
+    step, so a resumed run draws the same views as an uninterrupted one.
+    """
+    step_key = jax.random.fold_in(state.rng, state.step)
+    crop_key, labeled_key = jax.random.split(step_key)
+    views = dict(
+        unlabeled=augment.multi_crop(crop_key, batch["unlabeled_images"], crop_spec),
+        labeled=augment.light_augment(labeled_key, batch["labeled_images"], labeled_spec),
+    )
+
+    def loss_fn(params):
+        return method.loss_fn(
+            hp, state.apply_fn, params, state.batch_stats, state.extras, views, batch["labels"], state.step
+        )
+
+    (loss, (batch_stats, extras, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grads = method.mask_gradients(hp, grads, state.step)
+    updated = state.apply_gradients(grads=grads, batch_stats=batch_stats, extras=extras)
+    params, extras = method.after_update(hp, updated.params, updated.extras, state.step)
+    updated = updated.replace(params=params, extras=extras)
+
+    finite = jnp.isfinite(loss)
+    new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), updated, state)
+    new_state = new_state.replace(nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32))
+    return new_state, dict(metrics, total_loss=loss, learning_rate=schedule(state.step))
+
+
+def predict_fn(apply_fn: Callable[..., Any], eval_spec: augment.EvalSpec) -> Callable[..., dict[str, jax.Array]]:
+    """`(variables, images [B, H, W, C] uint8) -> {features [B, D], head_scores [B, K], linear_logits [B, C]}`."""
+
+    def predict(variables: Any, images: jax.Array) -> dict[str, jax.Array]:
+        outputs = apply_fn(variables, augment.eval_transform(images, eval_spec), train=False)
+        return {k: outputs[k] for k in ("features", "head_scores", "linear_logits")}
+
+    return predict
+
+
+def predict_split(
+    predict: Callable[..., Any], variables: Any, images: np.ndarray, mesh: jax.sharding.Mesh, batch_size: int
+) -> dict[str, np.ndarray]:
+    """`predict` over every image of a split held by every process (no dropped remainder: the last
+    batch is padded and the padding cut off). Returns host arrays with `len(images)` rows."""
+    outputs: dict[str, list[np.ndarray]] = {}
+    for positions, _ in pipeline.eval_batches(len(images), batch_size):
+        result = jax.device_get(predict(variables, pipeline.global_batch(mesh, images[positions])))
+        for name, value in result.items():
+            outputs.setdefault(name, []).append(value)
+    return {name: np.concatenate(values)[: len(images)] for name, values in outputs.items()}
+
+
+# ------------------------------------------------------------------------------------------------------
+# The run.
+
+
+def augment_specs(
+    dataset_name: str, overrides: ml_collections.ConfigDict
+) -> tuple[augment.MultiCropSpec, augment.LightSpec, augment.EvalSpec]:
+    """The dataset's default augmentation specs with the fields of `config.augment` replaced.
+
+    `overrides` may set, for the unlabeled views, `global_size`, `global_scale`, `local_size`,
+    `local_scale`, `num_local`, and any `ViewSpec` field (`flip_prob`, `jitter_prob`, `jitter_strength`,
+    `gray_prob`, `blur_prob`, `solarize_prob`, ...) applied to every view; for labeled images
+    `labeled_pad` and `labeled_flip_prob`.
+    """
+    recipe = augment.defaults(dataset_name)
+    fields = dict(overrides)
+    view_fields = {f.name for f in dataclasses.fields(augment.ViewSpec)} - {"size", "scale"}
+    shared = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in fields.items() if k in view_fields}
+    unknown = set(fields) - view_fields - {
+        "global_size", "global_scale", "local_size", "local_scale", "num_local", "labeled_pad", "labeled_flip_prob"
+    }
+    if unknown:
+        raise ValueError(f"Unknown config.augment field(s) {sorted(unknown)}; known: {sorted(view_fields)} and"
+                         " global_size, global_scale, local_size, local_scale, num_local, labeled_pad,"
+                         " labeled_flip_prob.")
+
+    def view(spec: augment.ViewSpec, prefix: str) -> augment.ViewSpec:
+        size = fields.get(f"{prefix}_size", spec.size)
+        scale = tuple(fields.get(f"{prefix}_scale", spec.scale))
+        return dataclasses.replace(spec, size=size, scale=scale, **shared)
+
+    crops = recipe.multi_crop
+    crop_spec = dataclasses.replace(
+        crops,
+        global_views=tuple(view(v, "global") for v in crops.global_views),
+        local_view=view(crops.local_view, "local"),
+        num_local=fields.get("num_local", crops.num_local),
+    )
+    labeled_spec = dataclasses.replace(
+        recipe.light,
+        pad=fields.get("labeled_pad", recipe.light.pad),
+        flip_prob=fields.get("labeled_flip_prob", recipe.light.flip_prob),
+    )
+    return crop_spec, labeled_spec, recipe.eval
+
+
+def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
+    """Fails at start-up, naming the field, on a config that cannot run."""
+    if config.method not in METHODS:
+        raise ValueError(f"config.method={config.method!r} is not one of {sorted(METHODS)}.")
+    datasets.check_name(config.dataset.name)
+    if config.optimizer.name not in OPTIMIZERS:
+        raise ValueError(f"config.optimizer.name={config.optimizer.name!r} is not one of {OPTIMIZERS}.")
+    for field in ("unlabeled", "labeled", "eval"):
+        size = config.batch[field]
+        if size <= 0 or size % num_devices:
+            raise ValueError(
+                f"config.batch.{field}={size} must be a positive multiple of the device count ({num_devices}):"
+                f" set it to {max(num_devices, size - size % num_devices)} or a multiple of {num_devices}."
+            )
+    init = config.model.get("init_checkpoint")
+    if init and not os.path.exists(init):
+        raise ValueError(
+            f"config.model.init_checkpoint={init!r} does not exist: convert your PyTorch weights with"
+            " `python -m selax.models.convert` and point the config at the output directory."
+        )
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """Trains and evaluates as `config` says, checkpointing to and resuming from `workdir`."""
+    # --- Config and method -----------------------------------------------------------------------
+    mesh = sharding.data_mesh()
+    validate_config(config, mesh.size)
+    method = get_method(config.method)
+    is_main = jax.process_index() == 0
+    os.makedirs(workdir, exist_ok=True)
+
+    # --- Data --------------------------------------------------------------------------------------
+    train_split = datasets.load_arrays(config.dataset.name, "train", config.dataset.data_dir)
+    test_split = datasets.load_arrays(config.dataset.name, "test", config.dataset.data_dir)
+    labeled_ids = splits.labeled_subset(train_split.labels, config.dataset.labels_per_class, config.dataset.split_seed)
+    hp = method.hparams_from_config(config, train_split.num_classes)
+    unlabeled_stream, labeled_stream = pipeline.semi_supervised_streams(
+        len(train_split.images), labeled_ids, config.batch.unlabeled, config.batch.labeled, config.seed
+    )
+
+    def load_batch(step: int) -> dict[str, jax.Array]:
+        unlabeled = unlabeled_stream.local_batch(step)
+        labeled = labeled_stream.local_batch(step)
+        local = dict(
+            unlabeled_images=train_split.images[unlabeled],
+            labeled_images=train_split.images[labeled],
+            labels=train_split.labels[labeled],
+        )
+        return pipeline.global_batch(mesh, local)
+
+    crop_spec, labeled_spec, eval_spec = augment_specs(config.dataset.name, config.augment)
+
+    # --- Model and state ---------------------------------------------------------------------------
+    model = Network(
+        encoder=build_encoder(config.model.encoder, **config.model.encoder_kwargs),
+        projector=Projector(tuple(config.model.projector_hidden), config.model.embedding_dim)
+        if config.model.projector_hidden is not None
+        else None,
+        head=method.build_head(hp),
+        num_classes=train_split.num_classes,
+    )
+    total_steps = config.num_steps
+    schedule = learning_rate_schedule(
+        config.optimizer.base_lr,
+        total_steps,
+        config.optimizer.warmup_steps,
+        config.optimizer.final_lr,
+    )
+    optimizer = build_optimizer(
+        config.optimizer.name,
+        schedule,
+        weight_decay=config.optimizer.weight_decay,
+        momentum=config.optimizer.momentum,
+    )
+    replicated = sharding.replicated(mesh)
+
+    @functools.partial(jax.jit, out_shardings=replicated)
+    def init_state(rng: jax.Array) -> TrainState:
+        init_key, run_key = jax.random.split(rng)
+        example = jnp.zeros((1, *train_split.images.shape[1:]), jnp.float32)
+        variables = model.init(init_key, example, train=False)
+        params, _ = method.after_update(hp, variables["params"], None, jnp.zeros((), jnp.int32))
+        return TrainState.create(
+            apply_fn=model.apply,
+            params=params,
+            tx=optimizer,
+            batch_stats=variables.get("batch_stats", {}),
+            extras=method.init_extras(hp, params),
+            rng=run_key,
+            nonfinite_steps=jnp.zeros((), jnp.int32),
+        )
+
+    state = init_state(jax.random.PRNGKey(config.seed))
+    step_fn = jax.jit(
+        functools.partial(
+            train_step, method=method, hp=hp, crop_spec=crop_spec, labeled_spec=labeled_spec, schedule=schedule
+        ),
+        in_shardings=(replicated, sharding.batch_sharded(mesh)),
+        out_shardings=(replicated, replicated),
+        donate_argnums=(0,),
+    )
+    predict = jax.jit(predict_fn(model.apply, eval_spec), out_shardings=replicated)
+
+    def evaluate_now(state: TrainState) -> dict[str, float]:
+        variables = method.eval_variables(state.params, state.batch_stats, state.extras)
+        test = predict_split(predict, variables, test_split.images, mesh, config.batch.eval)
+        bank = predict_split(predict, variables, train_split.images[labeled_ids], mesh, config.batch.eval)
+        return {
+            "test/prototype_top1": evaluate.top1_accuracy(test["head_scores"], test_split.labels),
+            "test/linear_top1": evaluate.top1_accuracy(test["linear_logits"], test_split.labels),
+            "test/knn_top1": evaluate.knn_top1(
+                bank["features"],
+                train_split.labels[labeled_ids],
+                test["features"],
+                test_split.labels,
+                num_classes=train_split.num_classes,
+                k=min(config.eval.knn_k, len(labeled_ids)),
+                temperature=config.eval.knn_temperature,
+            ),
+        }
+
+    # --- Resume ------------------------------------------------------------------------------------
+    checkpointer = Checkpointer(
+        os.path.join(workdir, "checkpoints"),
+        max_to_keep=config.checkpoint.keep,
+        save_interval_steps=config.checkpoint.every_steps,
+    )
+    if checkpointer.latest_step is not None:
+        state = checkpointer.restore(state)
+        logging.info("Resumed from %s at step %d.", workdir, checkpointer.latest_step)
+    start_step = int(state.step)
+
+    # --- Loop --------------------------------------------------------------------------------------
+    images_per_step = config.batch.unlabeled + config.batch.labeled
+    reporter = Reporter(workdir, total_steps, active=is_main)
+    stop = _StopOnSignal()
+    reporter.start_timer(start_step)
+    wall_start = time.perf_counter()
+    rates = []
+    for step in range(start_step, total_steps):
+        state, metrics = step_fn(state, load_batch(step))
+        done = step + 1
+        if done % config.log_every_steps == 0 or done == total_steps:
+            _check_finite(state, done, checkpointer)
+            scalars = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
+            rates.append(reporter.progress(done, {"loss": scalars["train/total_loss"]}, images_per_step))
+            reporter.write_scalars(done, scalars)
+        if config.eval_every_steps and done % config.eval_every_steps == 0 and done < total_steps:
+            scalars = evaluate_now(state)
+            logging.info("step %d: %s", done, ", ".join(f"{k}={v:.4f}" for k, v in sorted(scalars.items())))
+            reporter.write_scalars(done, scalars)
+        if done % config.checkpoint.every_steps == 0 or stop.signum is not None:
+            _check_finite(state, done, checkpointer)
+            checkpointer.save(done, state, force=True)
+        if stop.signum is not None:
+            checkpointer.close()
+            logging.warning("Stopped by signal %d at step %d; checkpoint saved. Run the same command to resume.",
+                            stop.signum, done)
+            raise SystemExit(128 + stop.signum)
+    stop.restore()
+    train_seconds = time.perf_counter() - wall_start
+
+    # --- Final evaluation and report ---------------------------------------------------------------
+    _check_finite(state, total_steps, checkpointer)
+    if checkpointer.latest_step != total_steps:
+        checkpointer.save(total_steps, state, force=True)
+    checkpointer.close()
+    final = evaluate_now(state)
+    final.update({
+        "train/steps": total_steps,
+        "train/wall_seconds_this_run": train_seconds,
+        "train/images_per_second": float(np.median(rates[1:] if len(rates) > 1 else rates)) if rates else 0.0,
+    })
+    reporter.write_scalars(total_steps, {k: v for k, v in final.items() if k.startswith("test/")})
+    reporter.finish(workdir, final)
+    logging.info("Final: %s", ", ".join(f"{k}={v:.4g}" for k, v in sorted(final.items())))
+    return final
+
+
+def _check_finite(state: TrainState, step: int, checkpointer: Checkpointer) -> None:
+    """Stops the run when a loss was NaN or inf; the saved checkpoints hold only good states."""
+    bad = int(jax.device_get(state.nonfinite_steps))
+    if bad:
+        checkpointer.close()
+        raise FloatingPointError(
+            f"The loss was NaN or inf at {bad} step(s) up to step {step}; training stopped. Those steps were"
+            f" not applied and the last good checkpoint (step {checkpointer.latest_step}) is kept. Lower"
+            " config.optimizer.base_lr, raise warmup_steps or check the input data, then rerun."
+        )
+
+
+class _StopOnSignal:
+    """Records SIGTERM/SIGINT so the loop can save a checkpoint and exit at the end of the step."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        del frame
+        self.signum = signum
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
