@@ -7,6 +7,9 @@
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
+
+from selax.config_fields import augment_overrides
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -14,7 +17,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.method = "suave"
     config.seed = 0
 
-    config.dataset = dict(name="digits", data_dir=None, labels_per_class=2, split_seed=0)
+    config.dataset = dict(name="digits", data_dir=placeholder(str), labels_per_class=2, split_seed=0)
     config.model = dict(
         encoder="small_cnn",
         encoder_kwargs=dict(stage_widths=(32, 64, 128)),
@@ -22,7 +25,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         embedding_dim=64,
         init_checkpoint="",
     )
-    config.augment = ml_collections.ConfigDict()  # Overrides of the dataset's augmentation defaults.
+    config.augment = augment_overrides()  # None: the dataset's default (selax.data.augment.defaults).
     config.batch = dict(unlabeled=256, labeled=40, eval=256)
     config.num_steps = 1500
     config.optimizer = dict(
@@ -33,13 +36,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         sinkhorn_epsilon=0.05,
         sinkhorn_iters=3,
         label_smoothing=0.01,
-        labeled_weight=None,
+        labeled_weight=placeholder(float),
         num_global_views=2,
         queue_length=0,
         queue_start_step=0,
         freeze_prototypes_steps=0,
-        prototype_marginals=None,
-        unlabeled_loss=True,
+        prototype_marginals=placeholder(tuple),
     )
     config.supervised_only = False
     config.eval = dict(knn_k=20, knn_temperature=0.07)

@@ -33,8 +33,8 @@ from selax.reporting import Reporter
 class TrainState(train_state.TrainState):
     """Params, optimizer state and step, plus BatchNorm statistics, the method's extras and the run's key.
 
-    `nonfinite_steps` counts steps whose loss was NaN or inf. Such a step leaves the state as it was, so
-    the state, and every checkpoint of it, is the last good one.
+    `nonfinite_steps` counts steps whose loss or updated params were NaN or inf. Such a step leaves the
+    state as it was, so the state, and every checkpoint of it, is the last good one.
     """
 
     batch_stats: Any
@@ -81,13 +81,17 @@ def train_step(
     params, extras = method.after_update(hp, updated.params, updated.extras, state.step)
     updated = updated.replace(params=params, extras=extras)
 
-    finite = jnp.isfinite(loss)
+    finite = jnp.isfinite(loss) & jnp.all(
+        jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree_util.tree_leaves(updated.params)])
+    )
     new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), updated, state)
     new_state = new_state.replace(nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32))
     return new_state, dict(metrics, total_loss=loss, learning_rate=schedule(state.step))
 
 
-def predict_fn(apply_fn: Callable[..., Any], eval_spec: augment.EvalSpec) -> Callable[..., dict[str, jax.Array]]:
+def predict_fn(
+    apply_fn: Callable[..., Any], eval_spec: augment.EvalSpec
+) -> Callable[..., dict[str, jax.Array]]:
     """`(variables, images [B, H, W, C] uint8) -> {features [B, D], head_scores [B, K], linear_logits [B, C]}`."""
 
     def predict(variables: Any, images: jax.Array) -> dict[str, jax.Array]:
@@ -119,28 +123,26 @@ def augment_specs(
 ) -> tuple[augment.MultiCropSpec, augment.LightSpec, augment.EvalSpec]:
     """The dataset's default augmentation specs with the fields of `config.augment` replaced.
 
-    `overrides` may set, for the unlabeled views, `global_size`, `global_scale`, `local_size`,
-    `local_scale`, `num_local`, and any `ViewSpec` field (`flip_prob`, `jitter_prob`, `jitter_strength`,
-    `gray_prob`, `blur_prob`, `solarize_prob`, ...) applied to every view; for labeled images
-    `labeled_pad` and `labeled_flip_prob`.
+    `overrides` holds the fields of `selax.config_fields.augment_overrides` (None: the default): for the
+    unlabeled views `global_size`, `global_scale`, `local_size`, `local_scale`, `num_local` and the
+    `ViewSpec` fields applied to every view; for labeled images `labeled_pad` and `labeled_flip_prob`.
     """
     recipe = augment.defaults(dataset_name)
-    fields = dict(overrides)
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items() if v is not None}
     view_fields = {f.name for f in dataclasses.fields(augment.ViewSpec)} - {"size", "scale"}
-    shared = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in fields.items() if k in view_fields}
-    unknown = set(fields) - view_fields - {
-        "global_size", "global_scale", "local_size", "local_scale", "num_local", "labeled_pad", "labeled_flip_prob"
-    }
-    if unknown:
-        raise ValueError(f"Unknown config.augment field(s) {sorted(unknown)}; known: {sorted(view_fields)} and"
-                         " global_size, global_scale, local_size, local_scale, num_local, labeled_pad,"
-                         " labeled_flip_prob.")
+    shared = {k: v for k, v in fields.items() if k in view_fields}
 
     def view(spec: augment.ViewSpec, prefix: str) -> augment.ViewSpec:
         size = fields.get(f"{prefix}_size", spec.size)
-        scale = tuple(fields.get(f"{prefix}_scale", spec.scale))
-        return dataclasses.replace(spec, size=size, scale=scale, **shared)
+        return dataclasses.replace(spec, size=size, scale=fields.get(f"{prefix}_scale", spec.scale), **shared)
 
+    for name, value in fields.items():
+        if name.endswith("_prob") and not 0.0 <= value <= 1.0:
+            raise ValueError(f"config.augment.{name}={value} must be a probability in [0, 1].")
+        if (name.endswith("_size") and value <= 0) or (name in ("num_local", "labeled_pad") and value < 0):
+            raise ValueError(
+                f"config.augment.{name}={value} must be {'positive' if name.endswith('_size') else '>= 0'}."
+            )
     crops = recipe.multi_crop
     crop_spec = dataclasses.replace(
         crops,
@@ -178,104 +180,138 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
         )
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Trains and evaluates as `config` says, checkpointing to and resuming from `workdir`."""
-    # --- Config and method -----------------------------------------------------------------------
-    mesh = sharding.data_mesh()
-    validate_config(config, mesh.size)
-    method = get_method(config.method)
-    is_main = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
+class Experiment:
+    """Everything a run needs, built from the config (the edge): data, model, jitted step and evaluation.
 
-    # --- Data --------------------------------------------------------------------------------------
-    train_split = datasets.load_arrays(config.dataset.name, "train", config.dataset.data_dir)
-    test_split = datasets.load_arrays(config.dataset.name, "test", config.dataset.data_dir)
-    labeled_ids = splits.labeled_subset(train_split.labels, config.dataset.labels_per_class, config.dataset.split_seed)
-    hp = method.hparams_from_config(config, train_split.num_classes)
-    unlabeled_stream, labeled_stream = pipeline.semi_supervised_streams(
-        len(train_split.images), labeled_ids, config.batch.unlabeled, config.batch.labeled, config.seed
-    )
+    `init_state()`, `load_batch(step)`, `train_step(state, batch)` and `evaluate(state)` are what the
+    loop calls; tests call them directly, for example on meshes of different sizes.
+    """
 
-    def load_batch(step: int) -> dict[str, jax.Array]:
-        unlabeled = unlabeled_stream.local_batch(step)
-        labeled = labeled_stream.local_batch(step)
-        local = dict(
-            unlabeled_images=train_split.images[unlabeled],
-            labeled_images=train_split.images[labeled],
-            labels=train_split.labels[labeled],
+    def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
+        validate_config(config, mesh.size)
+        self.config, self.mesh = config, mesh
+        self.method = method = get_method(config.method)
+
+        # --- Data ----------------------------------------------------------------------------------
+        self.train_split = datasets.load_arrays(config.dataset.name, "train", config.dataset.data_dir)
+        self.test_split = datasets.load_arrays(config.dataset.name, "test", config.dataset.data_dir)
+        self.labeled_ids = splits.labeled_subset(
+            self.train_split.labels, config.dataset.labels_per_class, config.dataset.split_seed
         )
-        return pipeline.global_batch(mesh, local)
+        self.hp = hp = method.hparams_from_config(config, self.train_split.num_classes)
+        self.unlabeled_stream, self.labeled_stream = pipeline.semi_supervised_streams(
+            len(self.train_split.images),
+            self.labeled_ids,
+            config.batch.unlabeled,
+            config.batch.labeled,
+            config.seed,
+        )
+        crop_spec, labeled_spec, self.eval_spec = augment_specs(config.dataset.name, config.augment)
 
-    crop_spec, labeled_spec, eval_spec = augment_specs(config.dataset.name, config.augment)
+        # --- Model and optimizer -------------------------------------------------------------------
+        projector = None
+        if config.model.projector_hidden is not None:
+            projector = Projector(tuple(config.model.projector_hidden), config.model.embedding_dim)
+        self.model = Network(
+            encoder=build_encoder(config.model.encoder, **config.model.encoder_kwargs),
+            projector=projector,
+            head=method.build_head(hp),
+            num_classes=self.train_split.num_classes,
+        )
+        schedule = learning_rate_schedule(
+            config.optimizer.base_lr,
+            config.num_steps,
+            config.optimizer.warmup_steps,
+            config.optimizer.final_lr,
+        )
+        self.optimizer = build_optimizer(
+            config.optimizer.name,
+            schedule,
+            weight_decay=config.optimizer.weight_decay,
+            momentum=config.optimizer.momentum,
+        )
 
-    # --- Model and state ---------------------------------------------------------------------------
-    model = Network(
-        encoder=build_encoder(config.model.encoder, **config.model.encoder_kwargs),
-        projector=Projector(tuple(config.model.projector_hidden), config.model.embedding_dim)
-        if config.model.projector_hidden is not None
-        else None,
-        head=method.build_head(hp),
-        num_classes=train_split.num_classes,
-    )
-    total_steps = config.num_steps
-    schedule = learning_rate_schedule(
-        config.optimizer.base_lr,
-        total_steps,
-        config.optimizer.warmup_steps,
-        config.optimizer.final_lr,
-    )
-    optimizer = build_optimizer(
-        config.optimizer.name,
-        schedule,
-        weight_decay=config.optimizer.weight_decay,
-        momentum=config.optimizer.momentum,
-    )
-    replicated = sharding.replicated(mesh)
+        # --- Compiled functions --------------------------------------------------------------------
+        replicated = sharding.replicated(mesh)
+        self._init = jax.jit(self._init_state, out_shardings=replicated)
+        step = functools.partial(
+            train_step,
+            method=method,
+            hp=hp,
+            crop_spec=crop_spec,
+            labeled_spec=labeled_spec,
+            schedule=schedule,
+        )
+        self.train_step = jax.jit(
+            step,
+            in_shardings=(replicated, sharding.batch_sharded(mesh)),
+            out_shardings=(replicated, replicated),
+            donate_argnums=(0,),
+        )
+        self._predict = jax.jit(predict_fn(self.model.apply, self.eval_spec), out_shardings=replicated)
 
-    @functools.partial(jax.jit, out_shardings=replicated)
-    def init_state(rng: jax.Array) -> TrainState:
+    def _init_state(self, rng: jax.Array) -> TrainState:
         init_key, run_key = jax.random.split(rng)
-        example = jnp.zeros((1, *train_split.images.shape[1:]), jnp.float32)
-        variables = model.init(init_key, example, train=False)
-        params, _ = method.after_update(hp, variables["params"], None, jnp.zeros((), jnp.int32))
+        example = jnp.zeros((1, *self.train_split.images.shape[1:]), jnp.float32)
+        variables = self.model.init(init_key, example, train=False)
+        params, _ = self.method.after_update(self.hp, variables["params"], None, jnp.zeros((), jnp.int32))
         return TrainState.create(
-            apply_fn=model.apply,
+            apply_fn=self.model.apply,
             params=params,
-            tx=optimizer,
+            tx=self.optimizer,
             batch_stats=variables.get("batch_stats", {}),
-            extras=method.init_extras(hp, params),
+            extras=self.method.init_extras(self.hp, params),
             rng=run_key,
             nonfinite_steps=jnp.zeros((), jnp.int32),
         )
 
-    state = init_state(jax.random.PRNGKey(config.seed))
-    step_fn = jax.jit(
-        functools.partial(
-            train_step, method=method, hp=hp, crop_spec=crop_spec, labeled_spec=labeled_spec, schedule=schedule
-        ),
-        in_shardings=(replicated, sharding.batch_sharded(mesh)),
-        out_shardings=(replicated, replicated),
-        donate_argnums=(0,),
-    )
-    predict = jax.jit(predict_fn(model.apply, eval_spec), out_shardings=replicated)
+    def init_state(self) -> TrainState:
+        """The state at step 0, replicated over the mesh; a pure function of `config.seed`."""
+        return self._init(jax.random.PRNGKey(self.config.seed))
 
-    def evaluate_now(state: TrainState) -> dict[str, float]:
-        variables = method.eval_variables(state.params, state.batch_stats, state.extras)
-        test = predict_split(predict, variables, test_split.images, mesh, config.batch.eval)
-        bank = predict_split(predict, variables, train_split.images[labeled_ids], mesh, config.batch.eval)
+    def load_batch(self, step: int) -> dict[str, jax.Array]:
+        """The global batch of `step`: this process reads its slice of both streams."""
+        train = self.train_split
+        unlabeled = self.unlabeled_stream.local_batch(step)
+        labeled = self.labeled_stream.local_batch(step)
+        local = dict(
+            unlabeled_images=train.images[unlabeled],
+            labeled_images=train.images[labeled],
+            labels=train.labels[labeled],
+        )
+        return pipeline.global_batch(self.mesh, local)
+
+    def evaluate(self, state: TrainState) -> dict[str, float]:
+        """Top-1 on the whole test split of the prototype classifier, the online linear head, and kNN
+        on encoder features with the labeled training images as the memory bank."""
+        config, train, test_split = self.config, self.train_split, self.test_split
+        variables = self.method.eval_variables(state.params, state.batch_stats, state.extras)
+        test = predict_split(self._predict, variables, test_split.images, self.mesh, config.batch.eval)
+        bank = predict_split(
+            self._predict, variables, train.images[self.labeled_ids], self.mesh, config.batch.eval
+        )
         return {
             "test/prototype_top1": evaluate.top1_accuracy(test["head_scores"], test_split.labels),
             "test/linear_top1": evaluate.top1_accuracy(test["linear_logits"], test_split.labels),
             "test/knn_top1": evaluate.knn_top1(
                 bank["features"],
-                train_split.labels[labeled_ids],
+                train.labels[self.labeled_ids],
                 test["features"],
                 test_split.labels,
-                num_classes=train_split.num_classes,
-                k=min(config.eval.knn_k, len(labeled_ids)),
+                num_classes=train.num_classes,
+                k=min(config.eval.knn_k, len(self.labeled_ids)),
                 temperature=config.eval.knn_temperature,
             ),
         }
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """Trains and evaluates as `config` says, checkpointing to and resuming from `workdir`."""
+    experiment = Experiment(config, sharding.data_mesh())
+    is_main = jax.process_index() == 0
+    os.makedirs(workdir, exist_ok=True)
+    state = experiment.init_state()
+    total_steps = config.num_steps
 
     # --- Resume ------------------------------------------------------------------------------------
     checkpointer = Checkpointer(
@@ -296,7 +332,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     wall_start = time.perf_counter()
     rates = []
     for step in range(start_step, total_steps):
-        state, metrics = step_fn(state, load_batch(step))
+        state, metrics = experiment.train_step(state, experiment.load_batch(step))
         done = step + 1
         if done % config.log_every_steps == 0 or done == total_steps:
             _check_finite(state, done, checkpointer)
@@ -304,7 +340,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
             rates.append(reporter.progress(done, {"loss": scalars["train/total_loss"]}, images_per_step))
             reporter.write_scalars(done, scalars)
         if config.eval_every_steps and done % config.eval_every_steps == 0 and done < total_steps:
-            scalars = evaluate_now(state)
+            scalars = experiment.evaluate(state)
             logging.info("step %d: %s", done, ", ".join(f"{k}={v:.4f}" for k, v in sorted(scalars.items())))
             reporter.write_scalars(done, scalars)
         if done % config.checkpoint.every_steps == 0 or stop.signum is not None:
@@ -312,8 +348,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
             checkpointer.save(done, state, force=True)
         if stop.signum is not None:
             checkpointer.close()
-            logging.warning("Stopped by signal %d at step %d; checkpoint saved. Run the same command to resume.",
-                            stop.signum, done)
+            logging.warning(
+                "Stopped by signal %d at step %d; checkpoint saved. Run the same command to resume.",
+                stop.signum,
+                done,
+            )
             raise SystemExit(128 + stop.signum)
     stop.restore()
     train_seconds = time.perf_counter() - wall_start
@@ -323,12 +362,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     if checkpointer.latest_step != total_steps:
         checkpointer.save(total_steps, state, force=True)
     checkpointer.close()
-    final = evaluate_now(state)
-    final.update({
-        "train/steps": total_steps,
-        "train/wall_seconds_this_run": train_seconds,
-        "train/images_per_second": float(np.median(rates[1:] if len(rates) > 1 else rates)) if rates else 0.0,
-    })
+    final = experiment.evaluate(state)
+    final.update(
+        {
+            "train/steps": total_steps,
+            "train/wall_seconds_this_run": train_seconds,
+            "train/images_per_second": float(np.median(rates[1:] if len(rates) > 1 else rates))
+            if rates
+            else 0.0,
+        }
+    )
     reporter.write_scalars(total_steps, {k: v for k, v in final.items() if k.startswith("test/")})
     reporter.finish(workdir, final)
     logging.info("Final: %s", ", ".join(f"{k}={v:.4g}" for k, v in sorted(final.items())))

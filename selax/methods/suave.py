@@ -33,7 +33,7 @@ class HParams:
     queue_start_step: int = 0
     freeze_prototypes_steps: int = 0
     prototype_marginals: tuple[float, ...] | None = None  # None: equipartition.
-    unlabeled_loss: bool = True  # False: the supervised-only baseline (labeled cross-entropy alone).
+    supervised_only: bool = False  # The baseline: labeled images alone, no unlabeled image is seen.
 
 
 def build_head(hp: HParams) -> nn.Module:
@@ -45,6 +45,7 @@ def hparams_from_config(config: Any, num_classes: int) -> HParams:
     fields = dict(config.suave)
     marginals = fields.pop("prototype_marginals", None)
     return HParams(
+        supervised_only=config.supervised_only,
         num_prototypes=fields.pop("num_prototypes", None) or num_classes,
         prototype_marginals=tuple(marginals) if marginals else None,
         **fields,
@@ -98,15 +99,23 @@ def loss_fn(
     Returns `(loss, (batch_stats, extras, metrics))`; the loss includes the online linear head's
     cross-entropy on labeled images (which reaches only the linear head).
     """
-    unlabeled_views = views["unlabeled"]
-    outputs, batch_stats = forward_crops(
-        apply_fn, params, batch_stats, [views["labeled"], *unlabeled_views], train=True
-    )
+    crops = [views["labeled"]] if hp.supervised_only else [views["labeled"], *views["unlabeled"]]
+    outputs, batch_stats = forward_crops(apply_fn, params, batch_stats, crops, train=True)
     labeled, unlabeled = outputs[0], outputs[1:]
     num_classes = labeled["linear_logits"].shape[-1]
 
     labeled_targets = losses.smoothed_one_hot(labels, hp.num_prototypes, hp.label_smoothing)
     labeled_rows = losses.soft_cross_entropy(labeled_targets, labeled["head_scores"] / hp.temperature)
+    linear_loss = jnp.mean(
+        losses.soft_cross_entropy(jax.nn.one_hot(labels, num_classes), labeled["linear_logits"])
+    )
+    metrics = {
+        "labeled_loss": jnp.mean(labeled_rows),
+        "linear_loss": linear_loss,
+        "labeled_top1": jnp.mean(jnp.argmax(labeled["head_scores"], -1) == labels),
+    }
+    if hp.supervised_only:
+        return jnp.mean(labeled_rows) + linear_loss, (batch_stats, extras, metrics)
 
     prototypes = params["head"]["prototypes"]
     use_queue = step >= hp.queue_start_step
@@ -118,26 +127,16 @@ def loss_fn(
     unlabeled_rows = losses.swapped_prediction_loss(
         targets, [o["head_scores"] / hp.temperature for o in unlabeled]
     )
-    if hp.unlabeled_loss:
-        clustering_loss = losses.frequency_weighted_mean(labeled_rows, unlabeled_rows, hp.labeled_weight)
-    else:
-        clustering_loss = jnp.mean(labeled_rows)
-    linear_loss = jnp.mean(
-        losses.soft_cross_entropy(jax.nn.one_hot(labels, num_classes), labeled["linear_logits"])
-    )
-
+    clustering_loss = losses.frequency_weighted_mean(labeled_rows, unlabeled_rows, hp.labeled_weight)
     if extras:
         new_embeddings = jnp.stack([unlabeled[i]["embedding"] for i in range(hp.num_global_views)])
         queue = jnp.concatenate([jax.lax.stop_gradient(new_embeddings), extras["queue"]], axis=1)
         extras = dict(queue=queue[:, : hp.queue_length])
-    metrics = {
-        "loss": clustering_loss,
-        "labeled_loss": jnp.mean(labeled_rows),
-        "unlabeled_loss": jnp.mean(unlabeled_rows),
-        "linear_loss": linear_loss,
-        "labeled_top1": jnp.mean(jnp.argmax(labeled["head_scores"], -1) == labels),
-        "target_entropy": jnp.mean(-jnp.sum(targets[0] * jnp.log(targets[0] + 1e-12), -1)),
-    }
+    metrics.update(
+        clustering_loss=clustering_loss,
+        unlabeled_loss=jnp.mean(unlabeled_rows),
+        target_entropy=jnp.mean(-jnp.sum(targets[0] * jnp.log(targets[0] + 1e-12), -1)),
+    )
     return clustering_loss + linear_loss, (batch_stats, extras, metrics)
 
 

@@ -1,0 +1,138 @@
+"""The training loop: sharded step equality, exact resume after SIGKILL/SIGTERM, NaN stop, config errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from selax import sharding, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from configs import default  # noqa: E402
+
+# Long enough to be killed in the middle, short enough for CI.
+RESUME_FLAGS = ["--config.num_steps=12", "--config.checkpoint.every_steps=4", "--config.eval_every_steps=0"]
+
+
+def smoke_config(**overrides):
+    config = default.get_config("smoke")
+    config.unlock()
+    for dotted, value in overrides.items():
+        node = config
+        *parents, leaf = dotted.split(".")
+        for name in parents:
+            node = node[name]
+        node[leaf] = value
+    return config
+
+
+def main_command(workdir, *flags):
+    return [sys.executable, "-m", "selax.main", "--config=configs/default.py:smoke", f"--workdir={workdir}", *flags]
+
+
+def test_step_on_8_devices_equals_1_device():
+    config = smoke_config()
+    params = []
+    for devices in (jax.devices()[:1], jax.devices()[:8]):
+        experiment = train.Experiment(config, sharding.data_mesh(devices))
+        state = experiment.init_state()
+        for step in range(2):
+            state, metrics = experiment.train_step(state, experiment.load_batch(step))
+        params.append(jax.device_get(state.params))
+        assert np.isfinite(float(metrics["total_loss"]))
+    differences = jax.tree_util.tree_map(lambda a, b: float(np.max(np.abs(a - b))), *params)
+    assert max(jax.tree_util.tree_leaves(differences)) <= 1e-5, differences
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The reference: the resume configuration run from start to end in one process."""
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    subprocess.run(main_command(workdir, *RESUME_FLAGS), cwd=REPO, check=True, capture_output=True, timeout=600)
+    with open(workdir / "metrics.json") as f:
+        return workdir, json.load(f)
+
+
+def test_run_writes_metrics_curves_and_tensorboard(uninterrupted):
+    workdir, metrics = uninterrupted
+    for key in ("test/prototype_top1", "test/linear_top1", "test/knn_top1", "train/images_per_second"):
+        assert key in metrics
+        assert 0.0 <= metrics[key] if key.startswith("train") else 0.0 <= metrics[key] <= 1.0
+    assert (workdir / "curves.png").stat().st_size > 0
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir / "tensorboard"))
+    assert max(int(name) for name in os.listdir(workdir / "checkpoints") if name.isdigit()) == 12
+
+
+def _wait_for(predicate, process, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_to_the_same_result(tmp_path, uninterrupted, kill_signal):
+    _, reference = uninterrupted
+    process = subprocess.Popen(
+        main_command(tmp_path, *RESUME_FLAGS), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    checkpoints = tmp_path / "checkpoints"
+    _wait_for(lambda: (checkpoints / "4").is_dir(), process)
+    process.send_signal(kill_signal)
+    _, stderr = process.communicate(timeout=120)
+    if kill_signal == signal.SIGTERM:
+        # A graceful stop saves the step it stopped at and says how to resume.
+        assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+        assert "Run the same command to resume" in stderr
+    else:
+        assert process.returncode == -signal.SIGKILL
+    assert not (tmp_path / "metrics.json").exists()
+
+    resumed = subprocess.run(main_command(tmp_path, *RESUME_FLAGS), cwd=REPO, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resumed from" in resumed.stderr
+    with open(tmp_path / "metrics.json") as f:
+        metrics = json.load(f)
+    for key in ("test/prototype_top1", "test/linear_top1", "test/knn_top1"):
+        assert metrics[key] == pytest.approx(reference[key], abs=1e-6), key
+
+
+def test_nonfinite_loss_stops_with_a_message_and_keeps_good_checkpoints(tmp_path):
+    config = smoke_config(**{"optimizer.base_lr": float("nan"), "optimizer.warmup_steps": 0})
+    with pytest.raises(FloatingPointError, match="NaN or inf.*last good checkpoint"):
+        train.run(config, str(tmp_path))
+    assert not (tmp_path / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"dataset.name": "mnist"}, "Unknown dataset 'mnist'"),
+        ({"method": "swav"}, "config.method='swav'"),
+        ({"optimizer.name": "adam"}, "config.optimizer.name='adam'"),
+        ({"batch.unlabeled": 60}, "config.batch.unlabeled=60 must be a positive multiple of the device count"),
+        ({"dataset.labels_per_class": 1000}, "1000"),
+        ({"model.init_checkpoint": "/nonexistent/ckpt"}, "config.model.init_checkpoint='/nonexistent/ckpt'"),
+        ({"augment.num_local": -1}, "num_local"),
+    ],
+)
+def test_bad_config_fails_at_start_naming_the_field(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        train.run(smoke_config(**overrides), str(tmp_path))
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_config_typo_on_the_command_line_is_refused(tmp_path):
+    result = subprocess.run(
+        main_command(tmp_path, "--config.optimzer.base_lr=1.0"), cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "optimzer" in result.stderr
