@@ -126,7 +126,7 @@ class VisionTransformer(nn.Module):
     dtype: computation dtype (params stay float32).
     remat: recompute block activations in the backward pass.
 
-  Each block's tokens `[B, 1 + N, D]` are sown into `intermediates` as `blocks_{i}`.
+  Each block's tokens `[B, 1 + N, D]` are sown into `intermediates` as `block{i}`.
   """
 
   patch_size: int = 16
@@ -156,5 +156,5 @@ class VisionTransformer(nn.Module):
     block_cls = nn.remat(Block, static_argnums=(2,)) if self.remat else Block
     for i, rate in enumerate(np.linspace(0.0, self.drop_path_rate, self.depth)):
       x = block_cls(self.num_heads, self.mlp_ratio, float(rate), self.dtype, name=f"blocks_{i}")(x, train)
-      self.sow("intermediates", f"blocks_{i}", x)
+      self.sow("intermediates", f"block{i}", x)
     return nn.LayerNorm(1e-6, dtype=self.dtype, name="norm")(x[:, 0]).astype(jnp.float32)
