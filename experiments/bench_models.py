@@ -5,13 +5,18 @@ A step is forward + backward + SGD-momentum update of the encoder and a 10-way l
 in its own subprocess because XLA_FLAGS are read once, at backend start. PyTorch rows are skipped when
 torch is missing.
 
+A second table times single layers of the CIFAR ResNet-18 (3x3 conv 64->64 on [64, 32, 32, 64], BatchNorm +
+ReLU) in process CPU seconds, JAX (default threads) vs PyTorch (1 thread, channels_last), to locate the gap.
+
 Usage:
-  python experiments/bench_models.py                       # all rows, ~4 min on 2 cores
-  python experiments/bench_models.py --steps 3 --cases small_cnn
+  python experiments/bench_models.py                          # ~4 min on 2 idle cores
+  python experiments/bench_models.py --xla-variants all       # also the XLA flag variants on the CIFAR ResNet-18
+  python experiments/bench_models.py --steps 3 --cases small_cnn --no-layers
 Writes experiments/results/bench_models.json.
 """
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -81,7 +86,7 @@ def jax_row(case: str, dtype_name: str, steps: int) -> dict:
     logits = classifier.apply({"params": params["classifier"]}, features)
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), updates["batch_stats"]
 
-  @jax.jit
+  @functools.partial(jax.jit, donate_argnums=0)
   def train_step(state):
     params, batch_stats, opt_state = state
     (_, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats)
@@ -155,6 +160,59 @@ def torch_row(case: str, channels_last: bool, threads: int, steps: int) -> dict:
   return time_steps(step, steps)
 
 
+def jax_layer_times(steps: int) -> dict[str, float]:
+  """Process CPU seconds per call of single ResNet-18 layers in JAX (forward kept in every gradient)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+
+  x = jax.random.normal(jax.random.key(0), (BATCH, 32, 32, 64))
+  kernel = jax.random.normal(jax.random.key(1), (3, 3, 64, 64)) * 0.05
+  cotangent = jax.random.normal(jax.random.key(2), x.shape)
+  conv = lambda x, kernel: jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
+                                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  conv_loss = lambda x, kernel: jnp.sum(conv(x, kernel) * cotangent)
+  batch_norm = nn.BatchNorm(use_running_average=False, momentum=0.9)
+  bn_variables = batch_norm.init(jax.random.key(3), x)
+
+  def bn_loss(params, x):
+    out, _ = batch_norm.apply({**bn_variables, "params": params}, x, mutable=["batch_stats"])
+    return jnp.sum(nn.relu(out) * cotangent)
+
+  calls = {
+      "conv fwd": (jax.jit(conv), (x, kernel)),
+      "conv fwd + input grad": (jax.jit(jax.value_and_grad(conv_loss, 0)), (x, kernel)),
+      "conv fwd + kernel grad": (jax.jit(jax.value_and_grad(conv_loss, 1)), (x, kernel)),
+      "BN+ReLU fwd + grads": (jax.jit(jax.value_and_grad(bn_loss, (0, 1))), (bn_variables["params"], x)),
+  }
+  return {name: time_steps(lambda: jax.block_until_ready(fn(*args)), steps)["cpu_s_per_step"]
+          for name, (fn, args) in calls.items()}
+
+
+def torch_layer_times(steps: int) -> dict[str, float]:
+  """The same layers in PyTorch, 1 thread, channels_last."""
+  import torch  # pylint: disable=import-outside-toplevel
+
+  torch.set_num_threads(1)
+  x = torch.randn(BATCH, 64, 32, 32).contiguous(memory_format=torch.channels_last).requires_grad_()
+  conv = torch.nn.Conv2d(64, 64, 3, 1, 1, bias=False).to(memory_format=torch.channels_last)
+  batch_norm = torch.nn.BatchNorm2d(64)
+  cotangent = torch.randn(x.shape).contiguous(memory_format=torch.channels_last)
+
+  def conv_fwd():
+    with torch.no_grad():
+      conv(x)
+
+  calls = {
+      "conv fwd": conv_fwd,
+      "conv fwd + input grad": lambda: torch.autograd.grad(conv(x), [x], cotangent),
+      "conv fwd + kernel grad": lambda: torch.autograd.grad(conv(x), [conv.weight], cotangent),
+      "BN+ReLU fwd + grads": lambda: torch.autograd.grad(batch_norm(x).relu(), [x, batch_norm.weight, batch_norm.bias],
+                                                         cotangent),
+  }
+  return {name: time_steps(fn, steps)["cpu_s_per_step"] for name, fn in calls.items()}
+
+
 def run_worker(row: dict, steps: int) -> dict | None:
   """Runs one row in a fresh interpreter (with its XLA_FLAGS); None when it fails (e.g. torch missing)."""
   env = dict(os.environ, XLA_FLAGS=row.get("xla_flags", ""))
@@ -168,16 +226,16 @@ def run_worker(row: dict, steps: int) -> dict | None:
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def plan(cases: list[str]) -> list[dict]:
+def plan(cases: list[str], xla_variants: list[str]) -> list[dict]:
+  """Rows to run: JAX (default, plus `xla_variants` on the CIFAR ResNet-18), then PyTorch on 1 and all threads."""
   rows = []
   for case in cases:
-    variants = JAX_VARIANTS if case == VARIANT_CASE else {"default": JAX_VARIANTS["default"]}
-    for variant, (flags, dtype) in variants.items():
+    for variant in (xla_variants if case == VARIANT_CASE else ["default"]):
+      flags, dtype = JAX_VARIANTS[variant]
       rows.append({"framework": "jax", "case": case, "variant": variant, "xla_flags": flags, "dtype": dtype})
     for threads in sorted({1, os.cpu_count()}):
-      for channels_last in ((False, True) if case != "small_cnn" else (False,)):
-        rows.append({"framework": "torch", "case": case, "threads": threads, "channels_last": channels_last,
-                     "variant": f"{threads} thread{'s' * (threads > 1)}" + (", channels_last" * channels_last)})
+      rows.append({"framework": "torch", "case": case, "threads": threads, "channels_last": case != "small_cnn",
+                   "variant": f"{threads} thread{'s' * (threads > 1)}" + (", channels_last" * (case != "small_cnn"))})
   return rows
 
 
@@ -187,11 +245,16 @@ def main() -> None:
   parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {list(CASES)}")
   parser.add_argument("--output", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                        "bench_models.json"))
+  parser.add_argument("--xla-variants", default="default,bfloat16",
+                      help=f"comma-separated subset of {list(JAX_VARIANTS)}, or 'all'")
+  parser.add_argument("--no-layers", action="store_true", help="skip the single-layer table")
   parser.add_argument("--worker", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
     row = json.loads(args.worker)
-    if row["framework"] == "jax":
+    if row["case"] == "layers":
+      timing = {"ops": (jax_layer_times if row["framework"] == "jax" else torch_layer_times)(args.steps)}
+    elif row["framework"] == "jax":
       timing = jax_row(row["case"], row["dtype"], args.steps)
     else:
       timing = torch_row(row["case"], row["channels_last"], row["threads"], args.steps)
@@ -200,9 +263,13 @@ def main() -> None:
   unknown = set(args.cases.split(",")) - set(CASES)
   if unknown:
     raise ValueError(f"Unknown cases {sorted(unknown)}; choose from {list(CASES)}.")
+  xla_variants = list(JAX_VARIANTS) if args.xla_variants == "all" else args.xla_variants.split(",")
+  if set(xla_variants) - set(JAX_VARIANTS):
+    raise ValueError(f"Unknown XLA variants {sorted(set(xla_variants) - set(JAX_VARIANTS))}; choose from "
+                     f"{list(JAX_VARIANTS)} or 'all'.")
   results = []
   print(f"{'case':<20} {'framework':<6} {'variant':<26} {'images/s':>9} {'step s':>8} {'first s':>8} {'cpu s':>7} {'load':>5}")
-  for row in plan(args.cases.split(",")):
+  for row in plan(args.cases.split(","), xla_variants):
     result = run_worker(row, args.steps)
     if result is None:
       continue
@@ -212,10 +279,20 @@ def main() -> None:
     print(f"{CASES[row['case']][2]:<20} {row['framework']:<6} {row['variant']:<26} {result['images_per_s']:>9.1f} "
           f"{result['step_s']:>8.3f} {result['first_step_s']:>8.2f} {result['cpu_s_per_step']:>7.3f} "
           f"{result['load_average_1min']:>5.1f}", flush=True)
+  layers = {}
+  if not args.no_layers:
+    for framework in ("jax", "torch"):
+      result = run_worker({"framework": framework, "case": "layers"}, args.steps)
+      if result is not None:
+        layers[framework] = result["ops"]
+    print(f"\n{'layer (CPU s per call)':<26} " + " ".join(f"{framework:>8}" for framework in layers))
+    for op in next(iter(layers.values()), {}):
+      print(f"{op:<26} " + " ".join(f"{layers[framework][op]:>8.4f}" for framework in layers))
   os.makedirs(os.path.dirname(args.output), exist_ok=True)
   with open(args.output, "w") as f:
     json.dump({"batch": BATCH, "steps": args.steps, "machine": platform.processor() or platform.machine(),
-               "cpu_count": os.cpu_count(), "rows": results}, f, indent=1)
+               "cpu_count": os.cpu_count(), "xla_variants": xla_variants, "rows": results,
+               "layer_cpu_s": layers}, f, indent=1)
   print(f"Wrote {args.output}")
 
 
