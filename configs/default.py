@@ -25,9 +25,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         embedding_dim=64,
         init_checkpoint="",
     )
-    config.augment = augment_overrides()  # None: the dataset's default (selax.data.augment.defaults).
+    # None: the dataset's default (selax.data.augment.defaults). 8x8 digits have no room for local crops.
+    config.augment = augment_overrides()
+    config.augment.num_local = 0
+    config.augment.jitter_strength = 1.0
     config.batch = dict(unlabeled=256, labeled=40, eval=256)
-    config.num_steps = 1500
+    config.num_steps = 600
     config.optimizer = dict(
         name="sgd", base_lr=0.1, final_lr=0.0, warmup_steps=100, weight_decay=5e-4, momentum=0.9
     )
@@ -36,7 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         sinkhorn_epsilon=0.05,
         sinkhorn_iters=3,
         label_smoothing=0.01,
-        labeled_weight=placeholder(float),
+        labeled_weight=0.5,
         num_global_views=2,
         queue_length=0,
         queue_start_step=0,
@@ -46,8 +49,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.supervised_only = False
     config.eval = dict(knn_k=20, knn_temperature=0.07)
     config.log_every_steps = 50
-    config.eval_every_steps = 500
-    config.checkpoint = dict(every_steps=500, keep=2)
+    config.eval_every_steps = 200
+    config.checkpoint = dict(every_steps=200, keep=2)
 
     if arg == "smoke":
         config.num_steps = 6

@@ -4,6 +4,7 @@ import os
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 
@@ -46,3 +47,29 @@ class Checkpointer:
     def close(self) -> None:
         self._manager.wait_until_finished()
         self._manager.close()
+
+
+def load_pretrained(variables: dict[str, Any], path: str) -> dict[str, Any]:
+    """`variables` with the modules found in a converted checkpoint (`selax.models.convert`) replaced.
+
+    The checkpoint holds `{'params': {'encoder': ..., ['projector': ...]}, ['batch_stats': ...]}`; every
+    module it has must match the model's tree and shapes exactly. Modules it lacks (the prototypes, the
+    heads) keep their fresh initialization, as the recipes re-initialize the prototypes.
+    """
+    from selax.models.convert import load_converted  # pylint: disable=g-import-not-at-top
+
+    pretrained = load_converted(os.path.expanduser(path))
+    merged = {collection: dict(tree) for collection, tree in variables.items()}
+    for collection, modules in pretrained.items():
+        for module, tree in modules.items():
+            if module not in merged.get(collection, {}):
+                raise ValueError(f"{path} has {collection}/{module}, which the model does not have.")
+            expected = jax.tree_util.tree_map(lambda x: tuple(x.shape), merged[collection][module])
+            found = jax.tree_util.tree_map(lambda x: tuple(x.shape), tree)
+            if expected != found:
+                raise ValueError(
+                    f"{path}: {collection}/{module} does not match the model (check config.model.encoder and"
+                    f" its kwargs).\n  model: {expected}\n  checkpoint: {found}"
+                )
+            merged[collection][module] = jax.tree_util.tree_map(jnp.asarray, tree)
+    return merged

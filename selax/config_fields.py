@@ -29,3 +29,85 @@ def augment_overrides() -> ml_collections.ConfigDict:
             labeled_flip_prob=placeholder(float),
         )
     )
+
+
+def parse_arg(arg: str | None) -> list[str]:
+    """The comma-separated words of a config argument: `configs/x.py:2500,smoke` -> ['2500', 'smoke']."""
+    return [word.strip() for word in (arg or "").split(",") if word.strip()]
+
+
+def shrink_for_smoke(config: ml_collections.ConfigDict) -> None:
+    """Turns a recipe into a few CPU steps on the embedded digits, keeping its method, optimizer and
+    schedule shape, so that every shipped config is exercised by the tests."""
+    config.dataset.name = "digits"
+    config.dataset.labels_per_class = 2
+    config.dataset.data_dir = None
+    config.model.init_checkpoint = ""
+    config.augment = augment_overrides()
+    config.augment.num_local = 1
+    config.augment.local_size = 6
+    config.batch.unlabeled, config.batch.labeled, config.batch.eval = 32, 16, 128
+    config.num_steps = 3
+    config.optimizer.warmup_steps = 1
+    config.log_every_steps = 1
+    config.eval_every_steps = 0
+    config.checkpoint.every_steps = 2
+
+
+def suave_imagenet(subset: str, words: list[str]) -> ml_collections.ConfigDict:
+    """Suave's ImageNet ResNet-50 recipe on the SimCLR `subset` ('1pct' or '10pct') of labels.
+
+    From a SwAV 800-epoch checkpoint converted with `python -m selax.models.convert --arch
+    swav_resnet50` (prototypes re-initialized): 100 epochs, LARS lr 0.4 -> 0.001 cosine, 5 warm-up
+    epochs, weight decay 1e-6, batch 256 unlabeled + 128 labeled, 2 x 224 + 8 x 96 crops, a queue of
+    3,840 embeddings, bfloat16 compute. Reported metric: test/linear_top1 (a linear head on the
+    projector's first layer).
+    """
+    train_images = 1_281_167
+    config = ml_collections.ConfigDict()
+    config.method = "suave"
+    config.seed = 0
+    config.dataset = dict(
+        name=f"imagenet2012_subset/{subset}", data_dir=placeholder(str), labels_per_class=0, split_seed=0
+    )
+    config.model = dict(
+        encoder="resnet50",
+        encoder_kwargs=dict(dtype="bfloat16"),
+        projector_hidden=(2048,),
+        embedding_dim=128,
+        init_checkpoint="~/selax_checkpoints/swav_800ep_resnet50",
+    )
+    config.augment = augment_overrides()
+    config.augment.num_local = 8
+    config.batch = dict(unlabeled=256, labeled=128, eval=512)
+    steps_per_epoch = train_images // config.batch.unlabeled
+    config.num_steps = 100 * steps_per_epoch
+    config.optimizer = dict(
+        name="lars", base_lr=0.4, final_lr=0.001, warmup_steps=5 * steps_per_epoch, weight_decay=1e-6, momentum=0.9
+    )
+    config.suave = dict(
+        temperature=0.1,
+        sinkhorn_epsilon=0.05,
+        sinkhorn_iters=3,
+        label_smoothing=0.01,
+        labeled_weight=placeholder(float),
+        num_global_views=2,
+        queue_length=3840,
+        queue_start_step=3840 // 256,
+        freeze_prototypes_steps=0,
+        prototype_marginals=placeholder(tuple),
+    )
+    config.supervised_only = False
+    config.eval = dict(knn_k=20, knn_temperature=0.07)
+    config.log_every_steps = 100
+    config.eval_every_steps = 10 * steps_per_epoch
+    config.checkpoint = dict(every_steps=2000, keep=3)
+    if "smoke" in words:
+        shrink_for_smoke(config)
+        config.model.encoder = "resnet18"
+        config.model.encoder_kwargs = dict(dtype="bfloat16")
+        config.model.projector_hidden = (32,)
+        config.model.embedding_dim = 16
+        config.suave.queue_length = 64
+        config.suave.queue_start_step = 2
+    return config

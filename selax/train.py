@@ -20,8 +20,8 @@ from absl import logging
 from flax.training import train_state
 
 from selax import evaluate, sharding
-from selax.checkpoint import Checkpointer
-from selax.data import augment, datasets, pipeline, splits
+from selax.checkpoint import Checkpointer, load_pretrained
+from selax.data import augment, datasets, pipeline
 from selax.methods import METHODS, get_method
 from selax.models import build_encoder
 from selax.models.heads import Projector
@@ -102,16 +102,22 @@ def predict_fn(
 
 
 def predict_split(
-    predict: Callable[..., Any], variables: Any, images: np.ndarray, mesh: jax.sharding.Mesh, batch_size: int
+    predict: Callable[..., Any],
+    variables: Any,
+    split: datasets.SplitReader,
+    mesh: jax.sharding.Mesh,
+    batch_size: int,
 ) -> dict[str, np.ndarray]:
-    """`predict` over every image of a split held by every process (no dropped remainder: the last
-    batch is padded and the padding cut off). Returns host arrays with `len(images)` rows."""
+    """`predict` over every example of `split` (no dropped remainder: the last batch is padded and the
+    padding cut off). Returns host arrays with `split.size` rows, the labels under `labels`."""
     outputs: dict[str, list[np.ndarray]] = {}
-    for positions, _ in pipeline.eval_batches(len(images), batch_size):
-        result = jax.device_get(predict(variables, pipeline.global_batch(mesh, images[positions])))
+    for positions, _ in pipeline.eval_batches(split.size, batch_size):
+        images, labels = split.read(positions)
+        batch = pipeline.global_batch(mesh, dict(images=images, labels=labels))
+        result = dict(jax.device_get(predict(variables, batch["images"])), labels=batch["labels"])
         for name, value in result.items():
-            outputs.setdefault(name, []).append(value)
-    return {name: np.concatenate(values)[: len(images)] for name, values in outputs.items()}
+            outputs.setdefault(name, []).append(np.asarray(value))
+    return {name: np.concatenate(values)[: split.size] for name, values in outputs.items()}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -173,7 +179,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
                 f" set it to {max(num_devices, size - size % num_devices)} or a multiple of {num_devices}."
             )
     init = config.model.get("init_checkpoint")
-    if init and not os.path.exists(init):
+    if init and not os.path.exists(os.path.expanduser(init)):
         raise ValueError(
             f"config.model.init_checkpoint={init!r} does not exist: convert your PyTorch weights with"
             " `python -m selax.models.convert` and point the config at the output directory."
@@ -193,15 +199,16 @@ class Experiment:
         self.method = method = get_method(config.method)
 
         # --- Data ----------------------------------------------------------------------------------
-        self.train_split = datasets.load_arrays(config.dataset.name, "train", config.dataset.data_dir)
-        self.test_split = datasets.load_arrays(config.dataset.name, "test", config.dataset.data_dir)
-        self.labeled_ids = splits.labeled_subset(
-            self.train_split.labels, config.dataset.labels_per_class, config.dataset.split_seed
+        self.train, self.labeled, self.test = datasets.open_splits(
+            config.dataset.name,
+            config.dataset.data_dir,
+            labels_per_class=config.dataset.labels_per_class,
+            split_seed=config.dataset.split_seed,
         )
-        self.hp = hp = method.hparams_from_config(config, self.train_split.num_classes)
+        self.hp = hp = method.hparams_from_config(config, self.train.num_classes)
         self.unlabeled_stream, self.labeled_stream = pipeline.semi_supervised_streams(
-            len(self.train_split.images),
-            self.labeled_ids,
+            self.train.size,
+            np.arange(self.labeled.size),
             config.batch.unlabeled,
             config.batch.labeled,
             config.seed,
@@ -209,14 +216,17 @@ class Experiment:
         crop_spec, labeled_spec, self.eval_spec = augment_specs(config.dataset.name, config.augment)
 
         # --- Model and optimizer -------------------------------------------------------------------
+        encoder_kwargs = dict(config.model.encoder_kwargs)
+        if "dtype" in encoder_kwargs:  # "bfloat16": computation dtype; params stay float32.
+            encoder_kwargs["dtype"] = jnp.dtype(encoder_kwargs["dtype"])
         projector = None
         if config.model.projector_hidden is not None:
             projector = Projector(tuple(config.model.projector_hidden), config.model.embedding_dim)
         self.model = Network(
-            encoder=build_encoder(config.model.encoder, **config.model.encoder_kwargs),
+            encoder=build_encoder(config.model.encoder, **encoder_kwargs),
             projector=projector,
             head=method.build_head(hp),
-            num_classes=self.train_split.num_classes,
+            num_classes=self.train.num_classes,
         )
         schedule = learning_rate_schedule(
             config.optimizer.base_lr,
@@ -252,7 +262,7 @@ class Experiment:
 
     def _init_state(self, rng: jax.Array) -> TrainState:
         init_key, run_key = jax.random.split(rng)
-        example = jnp.zeros((1, *self.train_split.images.shape[1:]), jnp.float32)
+        example = jnp.zeros((1, *self.train.image_shape), jnp.float32)
         variables = self.model.init(init_key, example, train=False)
         params, _ = self.method.after_update(self.hp, variables["params"], None, jnp.zeros((), jnp.int32))
         return TrainState.create(
@@ -266,40 +276,41 @@ class Experiment:
         )
 
     def init_state(self) -> TrainState:
-        """The state at step 0, replicated over the mesh; a pure function of `config.seed`."""
-        return self._init(jax.random.PRNGKey(self.config.seed))
+        """The state at step 0, replicated over the mesh: a pure function of `config.seed`, with the
+        encoder (and projector) taken from `config.model.init_checkpoint` when one is named."""
+        state = self._init(jax.random.PRNGKey(self.config.seed))
+        if not self.config.model.init_checkpoint:
+            return state
+        variables = load_pretrained(
+            {"params": state.params, "batch_stats": state.batch_stats}, self.config.model.init_checkpoint
+        )
+        state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
+        return jax.device_put(state, sharding.replicated(self.mesh))
 
     def load_batch(self, step: int) -> dict[str, jax.Array]:
         """The global batch of `step`: this process reads its slice of both streams."""
-        train = self.train_split
-        unlabeled = self.unlabeled_stream.local_batch(step)
-        labeled = self.labeled_stream.local_batch(step)
-        local = dict(
-            unlabeled_images=train.images[unlabeled],
-            labeled_images=train.images[labeled],
-            labels=train.labels[labeled],
-        )
+        unlabeled_images, _ = self.train.read(self.unlabeled_stream.local_batch(step))
+        labeled_images, labels = self.labeled.read(self.labeled_stream.local_batch(step))
+        local = dict(unlabeled_images=unlabeled_images, labeled_images=labeled_images, labels=labels)
         return pipeline.global_batch(self.mesh, local)
 
     def evaluate(self, state: TrainState) -> dict[str, float]:
         """Top-1 on the whole test split of the prototype classifier, the online linear head, and kNN
         on encoder features with the labeled training images as the memory bank."""
-        config, train, test_split = self.config, self.train_split, self.test_split
+        config = self.config
         variables = self.method.eval_variables(state.params, state.batch_stats, state.extras)
-        test = predict_split(self._predict, variables, test_split.images, self.mesh, config.batch.eval)
-        bank = predict_split(
-            self._predict, variables, train.images[self.labeled_ids], self.mesh, config.batch.eval
-        )
+        test = predict_split(self._predict, variables, self.test, self.mesh, config.batch.eval)
+        bank = predict_split(self._predict, variables, self.labeled, self.mesh, config.batch.eval)
         return {
-            "test/prototype_top1": evaluate.top1_accuracy(test["head_scores"], test_split.labels),
-            "test/linear_top1": evaluate.top1_accuracy(test["linear_logits"], test_split.labels),
+            "test/prototype_top1": evaluate.top1_accuracy(test["head_scores"], test["labels"]),
+            "test/linear_top1": evaluate.top1_accuracy(test["linear_logits"], test["labels"]),
             "test/knn_top1": evaluate.knn_top1(
                 bank["features"],
-                train.labels[self.labeled_ids],
+                bank["labels"],
                 test["features"],
-                test_split.labels,
-                num_classes=train.num_classes,
-                k=min(config.eval.knn_k, len(self.labeled_ids)),
+                test["labels"],
+                num_classes=self.train.num_classes,
+                k=min(config.eval.knn_k, self.labeled.size),
                 temperature=config.eval.knn_temperature,
             ),
         }

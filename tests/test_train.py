@@ -136,3 +136,27 @@ def test_config_typo_on_the_command_line_is_refused(tmp_path):
     )
     assert result.returncode != 0
     assert "optimzer" in result.stderr
+
+
+def test_init_checkpoint_replaces_the_encoder_and_keeps_fresh_prototypes(tmp_path):
+    from selax.models.convert import save_converted
+
+    experiment = train.Experiment(smoke_config(), sharding.data_mesh(jax.devices()[:1]))
+    fresh = experiment.init_state()
+    pretrained = {
+        "params": {"encoder": jax.tree_util.tree_map(lambda x: np.asarray(x) + 1.0, fresh.params["encoder"])},
+        "batch_stats": {"encoder": jax.tree_util.tree_map(np.asarray, fresh.batch_stats["encoder"])},
+    }
+    save_converted(pretrained, str(tmp_path / "converted"))
+
+    config = smoke_config(**{"model.init_checkpoint": str(tmp_path / "converted")})
+    state = train.Experiment(config, sharding.data_mesh(jax.devices()[:1])).init_state()
+    equal = jax.tree_util.tree_map(np.array_equal, state.params["encoder"], pretrained["params"]["encoder"])
+    assert all(jax.tree_util.tree_leaves(equal))
+    np.testing.assert_array_equal(state.params["head"]["prototypes"], fresh.params["head"]["prototypes"])
+
+    wrong = {"params": {"encoder": {"conv0": {"kernel": np.zeros((3, 3, 1, 5), np.float32)}}}}
+    save_converted(wrong, str(tmp_path / "wrong"))
+    config = smoke_config(**{"model.init_checkpoint": str(tmp_path / "wrong")})
+    with pytest.raises(ValueError, match="encoder does not match the model"):
+        train.Experiment(config, sharding.data_mesh(jax.devices()[:1])).init_state()

@@ -406,6 +406,7 @@ DEFAULTS: dict[str, DatasetAugment] = {
     ),
 }
 DEFAULTS["digits_longtail"] = DEFAULTS["digits"]
+DEFAULTS["imagenet2012_subset/1pct"] = DEFAULTS["imagenet2012_subset/10pct"] = DEFAULTS["imagenet2012"]
 
 
 def defaults(name: str) -> DatasetAugment:

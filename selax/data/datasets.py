@@ -156,11 +156,14 @@ class SelaxDigits(tfds.core.GeneratorBasedBuilder):
         digits = load_digits()
         images = np.round(digits.images * 255.0 / 16.0).astype(np.uint8)[..., None]
         for index in digits_split_ids(split):
-            yield int(index), {
-                "image": images[index],
-                "label": np.int32(digits.target[index]),
-                "id": np.int32(index),
-            }
+            yield (
+                int(index),
+                {
+                    "image": images[index],
+                    "label": np.int32(digits.target[index]),
+                    "id": np.int32(index),
+                },
+            )
 
 
 def longtail_counts(class_counts: Sequence[int], imbalance_ratio: float) -> np.ndarray:
@@ -275,16 +278,17 @@ class SelaxImageFolder(tfds.core.GeneratorBasedBuilder):
             splits["unlabeled"] = self._generate_examples(unlabeled)
         return splits
 
-    def _generate_examples(
-        self, files: list[tuple[str, int]]
-    ) -> Iterator[tuple[int, dict[str, Any]]]:
+    def _generate_examples(self, files: list[tuple[str, int]]) -> Iterator[tuple[int, dict[str, Any]]]:
         size = self.builder_config.folder.image_size
         for index, (path, label) in enumerate(files):
-            yield index, {
-                "image": decode_square(path, size),
-                "label": np.int32(label),
-                "id": np.int32(index),
-            }
+            yield (
+                index,
+                {
+                    "image": decode_square(path, size),
+                    "label": np.int32(label),
+                    "id": np.int32(index),
+                },
+            )
 
 
 def _built(make_builder: Callable[[], tfds.core.DatasetBuilder], data_dir: str) -> Any:
@@ -311,8 +315,9 @@ def _folder_builder(folder: ImageFolder, data_dir: str) -> SelaxImageFolder:
     key = f"{folder.root_dir}|{folder.unlabeled_dir}|{folder.image_size}"
     stem = re.sub(r"[^a-z0-9]+", "_", os.path.basename(os.path.normpath(folder.root_dir)).lower())
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]
-    config = _FolderConfig(name=f"{stem.strip('_') or 'images'}_{folder.image_size}px_{digest}",
-                           folder=folder)
+    config = _FolderConfig(
+        name=f"{stem.strip('_') or 'images'}_{folder.image_size}px_{digest}", folder=folder
+    )
     return SelaxImageFolder(config=config, data_dir=data_dir, file_format="array_record")
 
 
@@ -328,8 +333,10 @@ def _prepared_dir(name: str, data_dir: str) -> str | None:
     """The version directory of a prepared official dataset with array_record files, else None."""
     base = name.split("/")[0]
     infos = glob.glob(os.path.join(data_dir, name, "*", "dataset_info.json"))
-    versions = {os.path.dirname(info): tuple(map(int, re.findall(r"\d+", os.path.basename(
-        os.path.dirname(info))))) for info in infos}
+    versions = {
+        os.path.dirname(info): tuple(map(int, re.findall(r"\d+", os.path.basename(os.path.dirname(info)))))
+        for info in infos
+    }
     newest_first = sorted(versions, key=versions.get, reverse=True)
     for version_dir in newest_first:
         if glob.glob(os.path.join(version_dir, f"{base}-*.array_record-*")):
@@ -417,11 +424,8 @@ def data_source(
     data_dir = _data_dir(data_dir)
     if name in ("digits", "digits_longtail"):
         if name == "digits_longtail" or split not in ("train", "test"):
-            raise ValueError(
-                "digits has splits 'train' and 'test'; read digits_longtail via load_arrays."
-            )
-        builder = _built(lambda: SelaxDigits(data_dir=data_dir, file_format="array_record"),
-                         data_dir)
+            raise ValueError("digits has splits 'train' and 'test'; read digits_longtail via load_arrays.")
+        builder = _built(lambda: SelaxDigits(data_dir=data_dir, file_format="array_record"), data_dir)
         return builder.as_data_source(split=split)
     if name == "image_folder":
         if folder is None:
@@ -483,3 +487,74 @@ def load_arrays(
     else:
         num_classes = int(source.dataset_info.features["label"].num_classes)
     return ArraySplit(images, labels, ids[order], num_classes)
+
+
+# ----------------------------------------------------------------------------------------------
+# What the training loop reads
+
+
+class SplitReader(NamedTuple):
+    """A split read by position: ``read(positions int [b]) -> (images uint8 [b, S, S, C], labels int32 [b])``.
+
+    Attributes:
+      size: number of examples N.
+      num_classes: number of classes.
+      image_shape: (S, S, C) of the images ``read`` returns.
+      read: the reader; positions are 0..N-1.
+    """
+
+    size: int
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    read: Any
+
+
+def _array_reader(split: ArraySplit, positions: np.ndarray | None = None) -> SplitReader:
+    rows = np.arange(len(split.labels)) if positions is None else np.asarray(positions)
+    return SplitReader(
+        len(rows),
+        split.num_classes,
+        split.images.shape[1:],
+        lambda p: (split.images[rows[p]], split.labels[rows[p]]),
+    )
+
+
+def _encoded_reader(source: Any, num_classes: int, image_size: int) -> SplitReader:
+    from selax.data.pipeline import gather_encoded
+
+    def read(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        batch = gather_encoded(source, positions, image_size)
+        return batch["images"], batch["labels"]
+
+    return SplitReader(len(source), num_classes, (image_size, image_size, 3), read)
+
+
+def open_splits(
+    name: str, data_dir: str | None, *, labels_per_class: int, split_seed: int, image_size: int = 256
+) -> tuple[SplitReader, SplitReader, SplitReader]:
+    """(train, labeled, test) readers for semi-supervised training on dataset ``name``.
+
+    In-memory datasets (digits, digits_longtail, cifar100, image_folder) take ``labels_per_class``
+    labeled train images per class, chosen by ``split_seed`` (`selax.data.splits.labeled_subset`).
+    ``imagenet2012_subset/1pct`` and ``/10pct`` read the unlabeled stream from ``imagenet2012``
+    train, the labeled one from the SimCLR subset, and test on ``imagenet2012`` validation; their
+    images are decoded on the host, resized and centre-cropped to ``image_size``.
+    """
+    from selax.data.splits import labeled_subset
+
+    check_name(name)
+    if name.startswith("imagenet2012_subset/"):
+        num_classes = 1000
+        train = data_source("imagenet2012", "train", data_dir, encoded_images=True)
+        labeled = data_source(name, "train", data_dir, encoded_images=True)
+        test = data_source("imagenet2012", "validation", data_dir, encoded_images=True)
+        return tuple(_encoded_reader(s, num_classes, image_size) for s in (train, labeled, test))
+    if name == "imagenet2012":
+        raise ValueError(
+            "For semi-supervised ImageNet name the labeled subset: dataset.name="
+            "'imagenet2012_subset/1pct' or 'imagenet2012_subset/10pct'."
+        )
+    train = load_arrays(name, "train", data_dir)
+    test = load_arrays(name, "test", data_dir)
+    labeled_ids = labeled_subset(train.labels, labels_per_class, split_seed)
+    return _array_reader(train), _array_reader(train, labeled_ids), _array_reader(test)
