@@ -28,7 +28,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # None: the dataset's default (selax.data.augment.defaults). 8x8 digits have no room for local crops.
     config.augment = augment_overrides()
     config.augment.num_local = 0
-    config.augment.jitter_strength = 1.0
     config.batch = dict(unlabeled=256, labeled=40, eval=256)
     config.num_steps = 600
     config.optimizer = dict(
