@@ -236,6 +236,27 @@ def _log_domain_iteration(scores, epsilon, a, b, f, num_iters) -> _DenseState:
     )
 
 
+def _initial_state(scores, epsilon, a, b) -> _DenseState:
+    """State before the first iteration (f = 0), with the kernel stabilized by column maxima.
+
+    kernel_ij = b_j exp((S_ij - max_i S_ij) / eps): every column holds an entry b_j, so the
+    first column update cannot divide by zero, and one exponential per entry suffices.
+    """
+    g = epsilon * jnp.log(b) - jnp.max(scores, axis=0)
+    kernel = jnp.exp((scores + g[None, :]) / epsilon)
+    return _DenseState(
+        f=jnp.zeros_like(a),
+        g=g,
+        kernel=kernel,
+        u=jnp.ones_like(a),
+        v=jnp.ones_like(b),
+        column_sums_u=jnp.sum(kernel, axis=0),
+        num_iters=jnp.int32(0),
+        error=jnp.float32(jnp.inf),
+        scalings_ok=jnp.array(True),
+    )
+
+
 def _in_safe_range(x: jax.Array) -> jax.Array:
     bound = jnp.exp(jnp.float32(_LOG_SCALING_RANGE))
     return jnp.all((x < bound) & (x > 1.0 / bound))  # False for NaN
@@ -289,8 +310,7 @@ def _sinkhorn_dense(
     num_samples, num_prototypes = scores.shape
     a, b, total = _marginals(num_samples, num_prototypes, sample_marginals, prototype_marginals)
 
-    state = _log_domain_iteration(scores, epsilon, a, b, jnp.zeros_like(a), jnp.int32(0))
-    state = _scaling_iterations(state, a, b, tol, max_iters)
+    state = _scaling_iterations(_initial_state(scores, epsilon, a, b), a, b, tol, max_iters)
 
     def restart_in_log_domain(state):
         state = _log_domain_iteration(scores, epsilon, a, b, _absorbed_f(state, epsilon), state.num_iters)
