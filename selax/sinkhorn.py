@@ -199,22 +199,21 @@ def _marginals(
     return a, b, total
 
 
-class _DenseState(NamedTuple):
-    """Solver state; the plan is diag(u) kernel diag(v) with kernel = exp((S + f + g) / eps)."""
+class _Scalings(NamedTuple):
+    """Solver state besides the kernel exp((S + f + g) / eps): the plan is diag(u) kernel diag(v)."""
 
-    f: jax.Array  # [N] potential absorbed into the kernel
-    g: jax.Array  # [K]
-    kernel: jax.Array  # [N, K] float32
-    u: jax.Array  # [N] scaling on top of the kernel
-    v: jax.Array  # [K]
+    f: jax.Array  # [N] row potential absorbed into the kernel
+    u: jax.Array  # [N] row scaling on top of the kernel
+    v: jax.Array  # [K] column scaling
     column_sums_u: jax.Array  # [K] kernel^T u, i.e. column sums of the plan divided by v
     num_iters: jax.Array  # int32 scalar, iterations done
     error: jax.Array  # float32 scalar, column marginal error of the current plan
-    scalings_ok: jax.Array  # bool scalar, False once the exp-domain step left the safe range
+    in_range: jax.Array  # bool scalar, False once an exp-domain step left the safe range
 
 
-def _log_domain_iteration(scores, epsilon, a, b, f, num_iters) -> _DenseState:
-    """One iteration in the log domain from potential f; forms the kernel with u = v = 1."""
+def _log_domain_iteration(scores, epsilon, a, b, f, num_iters) -> tuple[jax.Array, _Scalings]:
+    """One iteration in the log domain from row potential f; returns the kernel [N, K] formed
+    with the new potentials (u = v = 1) and the scalings."""
     g = epsilon * (jnp.log(b) - jax.nn.logsumexp((scores + f[:, None]) / epsilon, axis=0))
     exponents = (scores + g[None, :]) / epsilon
     row_max = jnp.max(exponents, axis=1)
@@ -223,38 +222,36 @@ def _log_domain_iteration(scores, epsilon, a, b, f, num_iters) -> _DenseState:
     f = epsilon * (jnp.log(a) - row_max - jnp.log(row_sums))
     kernel = shifted * (a / row_sums)[:, None]
     column_sums = jnp.sum(kernel, axis=0)
-    return _DenseState(
+    scalings = _Scalings(
         f=f,
-        g=g,
-        kernel=kernel,
         u=jnp.ones_like(a),
         v=jnp.ones_like(b),
         column_sums_u=column_sums,
         num_iters=num_iters + 1,
         error=jnp.sum(jnp.abs(column_sums - b)),
-        scalings_ok=jnp.array(True),
+        in_range=jnp.array(True),
     )
+    return kernel, scalings
 
 
-def _initial_state(scores, epsilon, a, b) -> _DenseState:
-    """State before the first iteration (f = 0), with the kernel stabilized by column maxima.
+def _initial_state(scores, epsilon, a, b) -> tuple[jax.Array, _Scalings]:
+    """Kernel and scalings before the first iteration (f = 0), stabilized by column maxima.
 
     kernel_ij = b_j exp((S_ij - max_i S_ij) / eps): every column holds an entry b_j, so the
     first column update cannot divide by zero, and one exponential per entry suffices.
     """
     g = epsilon * jnp.log(b) - jnp.max(scores, axis=0)
     kernel = jnp.exp((scores + g[None, :]) / epsilon)
-    return _DenseState(
+    scalings = _Scalings(
         f=jnp.zeros_like(a),
-        g=g,
-        kernel=kernel,
         u=jnp.ones_like(a),
         v=jnp.ones_like(b),
         column_sums_u=jnp.sum(kernel, axis=0),
         num_iters=jnp.int32(0),
         error=jnp.float32(jnp.inf),
-        scalings_ok=jnp.array(True),
+        in_range=jnp.array(True),
     )
+    return kernel, scalings
 
 
 def _in_safe_range(x: jax.Array) -> jax.Array:
@@ -262,41 +259,36 @@ def _in_safe_range(x: jax.Array) -> jax.Array:
     return jnp.all((x < bound) & (x > 1.0 / bound))  # False for NaN
 
 
-def _done(state: _DenseState, tol, max_iters: int) -> jax.Array:
-    reached_cap = state.num_iters >= max_iters
+def _done(scalings: _Scalings, tol, max_iters: int) -> jax.Array:
+    reached_cap = scalings.num_iters >= max_iters
     if tol is None:
         return reached_cap
-    return reached_cap | (state.error < tol)
+    return reached_cap | (scalings.error < tol)
 
 
-def _scaling_iterations(state: _DenseState, a, b, tol, max_iters: int) -> _DenseState:
-    """Exp-domain iterations on the fixed kernel until done or the scalings leave the safe range."""
+def _scaling_iterations(kernel, scalings: _Scalings, a, b, tol, max_iters: int) -> _Scalings:
+    """Exp-domain iterations on a fixed kernel (two matrix-vector products each) until done or
+    until a step would leave the safe range; that step is not taken."""
 
-    def cond(state):
-        return state.scalings_ok & ~_done(state, tol, max_iters)
+    def cond(scalings):
+        return scalings.in_range & ~_done(scalings, tol, max_iters)
 
-    def body(state):
-        v = b / state.column_sums_u
-        u = a / (state.kernel @ v)
-        column_sums_u = u @ state.kernel
-        ok = _in_safe_range(u) & _in_safe_range(v)
-        stepped = state._replace(
+    def body(scalings):
+        v = b / scalings.column_sums_u
+        u = a / (kernel @ v)
+        column_sums_u = u @ kernel
+        in_range = _in_safe_range(u) & _in_safe_range(v)
+        stepped = scalings._replace(
             u=u,
             v=v,
             column_sums_u=column_sums_u,
-            num_iters=state.num_iters + 1,
+            num_iters=scalings.num_iters + 1,
             error=jnp.sum(jnp.abs(v * column_sums_u - b)),
         )
-        # Reject a step that left the safe range: the caller redoes it in the log domain.
-        return jax.tree.map(
-            lambda new, old: jnp.where(ok, new, old), stepped, state._replace(scalings_ok=ok)
-        )
+        rejected = scalings._replace(in_range=in_range)
+        return jax.tree.map(lambda new, old: jnp.where(in_range, new, old), stepped, rejected)
 
-    return jax.lax.while_loop(cond, body, state)
-
-
-def _absorbed_f(state: _DenseState, epsilon) -> jax.Array:
-    return state.f + epsilon * jnp.log(state.u)
+    return jax.lax.while_loop(cond, body, scalings)
 
 
 @jax.jit(static_argnames=("max_iters", "use_tol", "return_plan", "return_info"))
@@ -310,24 +302,28 @@ def _sinkhorn_dense(
     num_samples, num_prototypes = scores.shape
     a, b, total = _marginals(num_samples, num_prototypes, sample_marginals, prototype_marginals)
 
-    state = _scaling_iterations(_initial_state(scores, epsilon, a, b), a, b, tol, max_iters)
+    kernel, scalings = _initial_state(scores, epsilon, a, b)
+    scalings = _scaling_iterations(kernel, scalings, a, b, tol, max_iters)
 
-    def restart_in_log_domain(state):
-        state = _log_domain_iteration(scores, epsilon, a, b, _absorbed_f(state, epsilon), state.num_iters)
-        return _scaling_iterations(state, a, b, tol, max_iters)
+    def restart_in_log_domain(carry):
+        """Absorbs u into f, redoes the rejected step in the log domain, then resumes scaling."""
+        _, scalings = carry
+        absorbed_f = scalings.f + epsilon * jnp.log(scalings.u)
+        kernel, scalings = _log_domain_iteration(scores, epsilon, a, b, absorbed_f, scalings.num_iters)
+        return kernel, _scaling_iterations(kernel, scalings, a, b, tol, max_iters)
 
-    state = jax.lax.while_loop(
-        lambda state: ~_done(state, tol, max_iters), restart_in_log_domain, state
+    kernel, scalings = jax.lax.while_loop(
+        lambda carry: ~_done(carry[1], tol, max_iters), restart_in_log_domain, (kernel, scalings)
     )
 
     if return_plan:
-        result = state.kernel * (total * state.u)[:, None] * state.v[None, :]
+        result = kernel * (total * scalings.u)[:, None] * scalings.v[None, :]
     else:
-        result = state.kernel * (state.u / a)[:, None] * state.v[None, :]
+        result = kernel * (scalings.u / a)[:, None] * scalings.v[None, :]
     if not return_info:
         return result
-    converged = state.error < tol if use_tol else jnp.isfinite(state.error)
-    return result, SinkhornInfo(state.num_iters, state.error, converged)
+    converged = scalings.error < tol if use_tol else jnp.isfinite(scalings.error)
+    return result, SinkhornInfo(scalings.num_iters, scalings.error, converged)
 
 
 def sinkhorn(
@@ -498,7 +494,7 @@ def sinkhorn_labels(
     max_iters: int | None = None,
     sample_marginals: jax.Array | None = None,
     prototype_marginals: jax.Array | None = None,
-    chunk_size: int = 4096,
+    chunk_size: int = 1024,
     return_info: bool = False,
 ):
     """Hard labels ``argmax_j Q_ij`` for a whole data set, without materializing ``Q``.
