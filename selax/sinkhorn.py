@@ -63,6 +63,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["SinkhornInfo", "sinkhorn", "sinkhorn_labels"]
 
@@ -176,27 +177,26 @@ def _validate(
             )
 
 
+def _normalized(marginal, length: int) -> tuple[jax.Array, jax.Array | None]:
+    """Returns the marginal [length] scaled to total 1 (uniform if None) and its original total."""
+    if marginal is None:
+        return jnp.full((length,), 1.0 / length, jnp.float32), None
+    marginal = jnp.asarray(marginal, jnp.float32)
+    total = jnp.sum(marginal)
+    return marginal / total, total
+
+
 def _marginals(
     num_samples: int, num_prototypes: int, sample_marginals, prototype_marginals
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Returns (a [N], b [K]) normalized to total 1, and the plan's total mass (scalar)."""
-    if sample_marginals is None:
-        a = jnp.full((num_samples,), 1.0 / num_samples, jnp.float32)
-    else:
-        a = jnp.asarray(sample_marginals, jnp.float32)
-        a = a / jnp.sum(a)
-    if prototype_marginals is None:
-        b = jnp.full((num_prototypes,), 1.0 / num_prototypes, jnp.float32)
-    else:
-        b = jnp.asarray(prototype_marginals, jnp.float32)
-        b = b / jnp.sum(b)
-    if sample_marginals is not None:
-        total = jnp.sum(jnp.asarray(sample_marginals, jnp.float32))
-    elif prototype_marginals is not None:
-        total = jnp.sum(jnp.asarray(prototype_marginals, jnp.float32))
-    else:
-        total = jnp.ones((), jnp.float32)
-    return a, b, total
+    """Returns a [N] and b [K] normalized to total 1, and the plan's total mass (scalar)."""
+    a, total_a = _normalized(sample_marginals, num_samples)
+    b, total_b = _normalized(prototype_marginals, num_prototypes)
+    if total_a is not None:
+        return a, b, total_a
+    if total_b is not None:
+        return a, b, total_b
+    return a, b, jnp.ones((), jnp.float32)
 
 
 class _Scalings(NamedTuple):
@@ -296,7 +296,7 @@ def _sinkhorn_dense(
     scores, epsilon, tol, sample_marginals, prototype_marginals, *, max_iters, use_tol,
     return_plan, return_info,
 ):
-    scores = jax.lax.stop_gradient(jnp.asarray(scores)).astype(jnp.float32)
+    scores = jax.lax.stop_gradient(scores).astype(jnp.float32)
     epsilon = jnp.asarray(epsilon, jnp.float32)
     tol = jnp.asarray(tol, jnp.float32) if use_tol else None
     num_samples, num_prototypes = scores.shape
@@ -368,6 +368,7 @@ def sinkhorn(
       plan, info = sinkhorn(scores, 0.02, tol=1e-4, max_iters=500,
                             prototype_marginals=class_prior, return_plan=True, return_info=True)
     """
+    scores = jnp.asarray(scores)  # one copy for NumPy input, none for a jax.Array
     _validate(scores, epsilon, num_iters, tol, max_iters, sample_marginals, prototype_marginals)
     use_tol = tol is not None
     return _sinkhorn_dense(
@@ -383,44 +384,48 @@ def sinkhorn(
     )
 
 
-def _row_block_starts(num_samples: int, chunk_size: int) -> tuple[int, int]:
-    """Block b covers rows [start_b, start_b + chunk_size) with start_b = min(b*chunk, N - chunk).
-
-    The last block is shifted back to stay inside the array (no padded copy of the scores); its
-    rows that an earlier block already covered are masked out. Returns (num_blocks, chunk).
-    """
+def _row_blocks(num_samples: int, chunk_size: int) -> tuple[int, int]:
+    """Returns (number of blocks, rows per block); see _row_block for the block layout."""
     chunk = min(chunk_size, num_samples)
     return -(-num_samples // chunk), chunk
 
 
-def _row_block(array, block, chunk: int, num_samples: int):
-    """Rows of block ``block``; returns (rows, start, mask of rows that belong to this block)."""
+def _row_block(array, block, chunk: int, num_samples: int, dtype):
+    """Rows of block ``block``; returns (rows, start, mask of rows that belong to this block).
+
+    Block b covers rows [start, start + chunk) with start = min(b * chunk, N - chunk): the last
+    block is shifted back to stay inside the array (no padded copy of the scores), and its rows
+    that the previous block already covered are masked out.
+    """
     nominal_start = block * chunk
     start = jnp.minimum(nominal_start, num_samples - chunk)
     rows = jax.lax.dynamic_slice_in_dim(array, start, chunk, axis=0)
     owned = start + jnp.arange(chunk) >= nominal_start
-    return rows, start, owned
+    if rows.dtype != dtype:
+        rows = jax.lax.bitcast_convert_type(rows, dtype)
+    return rows.astype(jnp.float32), start, owned
 
 
-@jax.jit(static_argnames=("max_iters", "use_tol", "chunk_size", "return_info"))
+@jax.jit(static_argnames=("max_iters", "use_tol", "chunk_size", "return_info", "dtype"))
 def _sinkhorn_labels_chunked(
     scores, epsilon, tol, sample_marginals, prototype_marginals, *, max_iters, use_tol, chunk_size,
-    return_info,
+    return_info, dtype,
 ):
+    """Chunked solver; ``scores`` may hold the bits of ``dtype`` as uint16 (see _cpu_bits_view)."""
     scores = jax.lax.stop_gradient(scores)
-    epsilon = jnp.asarray(epsilon, jnp.float32)
     num_samples, num_prototypes = scores.shape
+    epsilon = jnp.asarray(epsilon, jnp.float32)
     a, b, _ = _marginals(num_samples, num_prototypes, sample_marginals, prototype_marginals)
-    num_blocks, chunk = _row_block_starts(num_samples, chunk_size)
+    num_blocks, chunk = _row_blocks(num_samples, chunk_size)
 
     def column_logsumexp(f):
         """log sum_i exp((S_ij + f_i) / eps), streamed over row blocks with a running max."""
 
         def body(block, carry):
             running_max, running_sum = carry
-            rows, start, owned = _row_block(scores, block, chunk, num_samples)
+            rows, start, owned = _row_block(scores, block, chunk, num_samples, dtype)
             f_rows = jax.lax.dynamic_slice_in_dim(f, start, chunk)
-            exponents = (rows.astype(jnp.float32) + f_rows[:, None]) / epsilon
+            exponents = (rows + f_rows[:, None]) / epsilon
             exponents = jnp.where(owned[:, None], exponents, -jnp.inf)
             new_max = jnp.maximum(running_max, jnp.max(exponents, axis=0))
             running_sum = running_sum * jnp.exp(running_max - new_max) + jnp.sum(
@@ -437,9 +442,9 @@ def _sinkhorn_labels_chunked(
 
         def body(block, carry):
             f, column_sums = carry
-            rows, start, owned = _row_block(scores, block, chunk, num_samples)
+            rows, start, owned = _row_block(scores, block, chunk, num_samples, dtype)
             a_rows = jax.lax.dynamic_slice_in_dim(a, start, chunk)
-            exponents = (rows.astype(jnp.float32) + g[None, :]) / epsilon
+            exponents = (rows + g[None, :]) / epsilon
             row_max = jnp.max(exponents, axis=1)
             shifted = jnp.exp(exponents - row_max[:, None])
             row_sums = jnp.sum(shifted, axis=1)
@@ -467,15 +472,14 @@ def _sinkhorn_labels_chunked(
         keep_going = num_iters < max_iters
         return keep_going & ~(error < tol) if use_tol else keep_going
 
-    zeros_f = jnp.zeros((num_samples,))
-    # column_sums = 0 marks the first column update as unreliable: it is done by logsumexp.
-    init = (zeros_f, jnp.zeros((num_prototypes,)), jnp.zeros((num_prototypes,)), jnp.int32(0),
-            jnp.float32(jnp.inf))
+    # Zero column sums mark the first column update (from f = 0) for the logsumexp pass.
+    init = (jnp.zeros((num_samples,)), jnp.zeros((num_prototypes,)), jnp.zeros((num_prototypes,)),
+            jnp.int32(0), jnp.float32(jnp.inf))
     _, g, _, num_iters, error = jax.lax.while_loop(not_done, iteration, init)
 
     def labels_of_block(block, labels):
-        rows, start, _ = _row_block(scores, block, chunk, num_samples)
-        block_labels = jnp.argmax(rows.astype(jnp.float32) + g[None, :], axis=1).astype(jnp.int32)
+        rows, start, _ = _row_block(scores, block, chunk, num_samples, dtype)
+        block_labels = jnp.argmax(rows + g[None, :], axis=1).astype(jnp.int32)
         return jax.lax.dynamic_update_slice_in_dim(labels, block_labels, start, axis=0)
 
     labels = jax.lax.fori_loop(0, num_blocks, labels_of_block, jnp.zeros((num_samples,), jnp.int32))
@@ -483,6 +487,17 @@ def _sinkhorn_labels_chunked(
         return labels
     converged = error < tol if use_tol else jnp.isfinite(error)
     return labels, SinkhornInfo(num_iters, error, converged)
+
+
+def _cpu_bits_view(scores: jax.Array) -> jax.Array:
+    """The bits of a concrete bfloat16 array on one CPU device as uint16, without a copy.
+
+    XLA's CPU compiler upcasts bfloat16 slicing by converting the whole operand to float32,
+    outside the loop over row blocks; that copy (twice the input) is what the chunked solver must
+    avoid. Slicing uint16 is native, so the solver reads the same buffer through this view.
+    """
+    host_view = np.asarray(scores).view(np.uint16)  # zero-copy on the CPU
+    return jax.device_put(host_view, scores.sharding, may_alias=True)
 
 
 def sinkhorn_labels(
@@ -521,12 +536,21 @@ def sinkhorn_labels(
       labels, info = sinkhorn_labels(log_probs.astype(jnp.bfloat16), 1 / 25, tol=1e-3,
                                      max_iters=500, return_info=True)
     """
+    scores = jnp.asarray(scores)  # one copy for NumPy input, none for a jax.Array
     _validate(scores, epsilon, num_iters, tol, max_iters, sample_marginals, prototype_marginals)
     if not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise ValueError(f"chunk_size must be a Python int >= 1, got {chunk_size!r}.")
     use_tol = tol is not None
+    dtype = scores.dtype
+    if (
+        dtype == jnp.bfloat16
+        and _is_concrete(scores)
+        and len(scores.devices()) == 1
+        and next(iter(scores.devices())).platform == "cpu"
+    ):
+        scores = _cpu_bits_view(scores)
     return _sinkhorn_labels_chunked(
-        jnp.asarray(scores),
+        scores,
         epsilon,
         tol if use_tol else 0.0,
         sample_marginals,
@@ -535,4 +559,5 @@ def sinkhorn_labels(
         use_tol=use_tol,
         chunk_size=chunk_size,
         return_info=return_info,
+        dtype=dtype,
     )
