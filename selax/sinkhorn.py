@@ -133,8 +133,12 @@ def _validate(
     max_iters,
     sample_marginals,
     prototype_marginals,
+    all_finite=_all_finite,
 ) -> None:
-    """Raises ValueError on bad concrete input; traced values are only checked for shape."""
+    """Raises ValueError on bad concrete input; traced values are only checked for shape.
+
+    ``all_finite(scores) -> bool`` is called on concrete rank-2 scores.
+    """
     if jnp.ndim(scores) != 2:
         raise ValueError(
             f"scores must have rank 2, [N samples, K prototypes], got shape {tuple(jnp.shape(scores))}"
@@ -160,7 +164,7 @@ def _validate(
             raise ValueError(f"max_iters must be a Python int >= 1, got {max_iters!r}.")
         if _is_concrete(tol) and not float(tol) > 0:
             raise ValueError(f"tol must be > 0, got {float(tol)}.")
-    if _is_concrete(scores) and not _all_finite(scores):
+    if _is_concrete(scores) and not all_finite(scores):
         raise ValueError(
             "scores contain NaN or inf; check the model outputs (e.g. normalize features before "
             "the prototype layer)."
@@ -411,7 +415,7 @@ def _sinkhorn_labels_chunked(
     scores, epsilon, tol, sample_marginals, prototype_marginals, *, max_iters, use_tol, chunk_size,
     return_info, dtype,
 ):
-    """Chunked solver; ``scores`` may hold the bits of ``dtype`` as uint16 (see _cpu_bits_view)."""
+    """Chunked solver; ``scores`` may hold the bits of ``dtype`` as uint16 (_readable_in_blocks)."""
     scores = jax.lax.stop_gradient(scores)
     num_samples, num_prototypes = scores.shape
     epsilon = jnp.asarray(epsilon, jnp.float32)
@@ -489,15 +493,36 @@ def _sinkhorn_labels_chunked(
     return labels, SinkhornInfo(num_iters, error, converged)
 
 
-def _cpu_bits_view(scores: jax.Array) -> jax.Array:
-    """The bits of a concrete bfloat16 array on one CPU device as uint16, without a copy.
+def _readable_in_blocks(scores: jax.Array) -> jax.Array:
+    """The bits of a concrete bfloat16 array on one CPU device as uint16, without a copy;
+    any other array unchanged.
 
-    XLA's CPU compiler upcasts bfloat16 slicing by converting the whole operand to float32,
-    outside the loop over row blocks; that copy (twice the input) is what the chunked solver must
-    avoid. Slicing uint16 is native, so the solver reads the same buffer through this view.
+    XLA's CPU compiler upcasts bfloat16 operations by converting the whole operand to float32
+    (outside the loop over row blocks): a copy twice the input's size, which the chunked solver
+    must avoid. Slicing uint16 is native, so the solver reads the same buffer through this view.
     """
+    if not (
+        scores.dtype == jnp.bfloat16
+        and _is_concrete(scores)
+        and len(scores.devices()) == 1
+        and next(iter(scores.devices())).platform == "cpu"
+    ):
+        return scores
     host_view = np.asarray(scores).view(np.uint16)  # zero-copy on the CPU
     return jax.device_put(host_view, scores.sharding, may_alias=True)
+
+
+@jax.jit(static_argnames=("chunk_size", "dtype"))
+def _all_finite_in_blocks(scores, *, chunk_size: int, dtype) -> jax.Array:
+    """Whether [N, K] scores (maybe a uint16 view of ``dtype``) are finite, one block at a time."""
+    num_samples = scores.shape[0]
+    num_blocks, chunk = _row_blocks(num_samples, chunk_size)
+
+    def body(block, finite):
+        rows, _, _ = _row_block(scores, block, chunk, num_samples, dtype)
+        return finite & jnp.all(jnp.isfinite(rows))
+
+    return jax.lax.fori_loop(0, num_blocks, body, jnp.array(True))
 
 
 def sinkhorn_labels(
@@ -518,8 +543,12 @@ def sinkhorn_labels(
     the scores are streamed in blocks of ``chunk_size`` rows, recomputing the exponentials in the
     log domain at every iteration (one exp per entry per iteration; one more per entry in the
     rare iterations where a column sum underflows, e.g. tiny ``epsilon``). Extra memory is a few
-    ``[chunk_size, K]`` float32 blocks plus O(N + K) vectors, whatever N: pass bfloat16 scores
-    to halve the input's memory, and pass a ``jax.Array`` (a NumPy input is copied once).
+    ``[chunk_size, K]`` float32 blocks plus O(N + K) vectors, whatever N: pass bfloat16 or
+    float16 scores to halve the input's memory, and pass a ``jax.Array`` (a NumPy input is copied
+    once). XLA's CPU compiler cannot slice bfloat16 natively and would convert the whole input to
+    float32 first; called outside ``jit``, a bfloat16 array on one CPU device is therefore read
+    through a zero-copy uint16 view. Under an outer ``jit`` on the CPU, use float16 instead
+    (sliced natively) or call this function outside ``jit``.
 
     Args:
       scores: ``[N, K]`` scores, e.g. SeLa's log-softmax outputs, any float dtype.
@@ -536,21 +565,18 @@ def sinkhorn_labels(
       labels, info = sinkhorn_labels(log_probs.astype(jnp.bfloat16), 1 / 25, tol=1e-3,
                                      max_iters=500, return_info=True)
     """
-    scores = jnp.asarray(scores)  # one copy for NumPy input, none for a jax.Array
-    _validate(scores, epsilon, num_iters, tol, max_iters, sample_marginals, prototype_marginals)
     if not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise ValueError(f"chunk_size must be a Python int >= 1, got {chunk_size!r}.")
-    use_tol = tol is not None
+    scores = jnp.asarray(scores)  # one copy for NumPy input, none for a jax.Array
     dtype = scores.dtype
-    if (
-        dtype == jnp.bfloat16
-        and _is_concrete(scores)
-        and len(scores.devices()) == 1
-        and next(iter(scores.devices())).platform == "cpu"
-    ):
-        scores = _cpu_bits_view(scores)
+    readable = _readable_in_blocks(scores)
+    _validate(
+        scores, epsilon, num_iters, tol, max_iters, sample_marginals, prototype_marginals,
+        all_finite=lambda _: bool(_all_finite_in_blocks(readable, chunk_size=chunk_size, dtype=dtype)),
+    )
+    use_tol = tol is not None
     return _sinkhorn_labels_chunked(
-        scores,
+        readable,
         epsilon,
         tol if use_tol else 0.0,
         sample_marginals,

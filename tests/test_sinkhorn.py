@@ -246,6 +246,9 @@ def test_chunked_labels_accept_bfloat16_and_match_reference():
                                     int(info.num_iters_run))
     np.testing.assert_array_equal(labels, np.argmax(plan, axis=1))
     assert bool(info.converged)
+    # Under jit the zero-copy uint16 view is not taken; the result is the same.
+    labels_jit = jax.jit(lambda s: sinkhorn_labels(s, 1 / 25, tol=1e-4, max_iters=2000, chunk_size=64))(scores)
+    np.testing.assert_array_equal(labels_jit, labels)
 
 
 @pytest.mark.parametrize("solver", [sinkhorn, sinkhorn_labels])
