@@ -88,8 +88,10 @@ def selax_solver(scores, epsilon):
         return best_time(lambda: sinkhorn(scores, epsilon, num_iters=num_iters).block_until_ready())
 
     def to_tol():
-        run = lambda: sinkhorn(scores, epsilon, tol=TOL, max_iters=MAX_ITERS, return_plan=True,
-                               return_info=True)
+        def run():
+            return sinkhorn(scores, epsilon, tol=TOL, max_iters=MAX_ITERS, return_plan=True,
+                            return_info=True)
+
         jax.block_until_ready(run())
         start = time.perf_counter()
         plan, info = jax.block_until_ready(run())

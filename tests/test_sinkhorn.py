@@ -26,8 +26,8 @@ def reference_sinkhorn(scores, epsilon, num_iters, sample_marginals=None, protot
     """
     scores = np.asarray(scores, np.float64)
     num_samples, num_prototypes = scores.shape
-    a = np.full(num_samples, 1.0) if sample_marginals is None else np.asarray(sample_marginals, np.float64)
-    b = np.full(num_prototypes, 1.0) if prototype_marginals is None else np.asarray(prototype_marginals, np.float64)
+    a = np.ones(num_samples) if sample_marginals is None else np.asarray(sample_marginals, float)
+    b = np.ones(num_prototypes) if prototype_marginals is None else np.asarray(prototype_marginals, float)
     a, b = a / a.sum(), b / b.sum()
     f, g = np.zeros(num_samples), np.zeros(num_prototypes)
     errors = []
@@ -203,8 +203,10 @@ def test_gradient_is_stopped():
     scores = jnp.asarray(cosine_scores(31, 32, 8))
     weights = jnp.asarray(np.random.default_rng(0).normal(size=scores.shape), jnp.float32)
     for kwargs in (dict(num_iters=3), dict(tol=1e-3, max_iters=100)):
-        grad = jax.grad(lambda s: jnp.sum(sinkhorn(s, 0.05, **kwargs) * weights))(scores)
-        np.testing.assert_array_equal(grad, jnp.zeros_like(scores))
+        def loss(s, kwargs=kwargs):
+            return jnp.sum(sinkhorn(s, 0.05, **kwargs) * weights)
+
+        np.testing.assert_array_equal(jax.grad(loss)(scores), jnp.zeros_like(scores))
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
@@ -220,7 +222,8 @@ def test_low_precision_input_is_computed_in_float32(dtype):
     "scores, epsilon, kwargs",
     [
         (cosine_scores(40, 100, 12), 0.05, dict(tol=1e-4, max_iters=1000)),
-        (cosine_scores(41, 100, 12), 0.05, dict(num_iters=3, prototype_marginals=random_marginals(1, 12, 1.0))),
+        (cosine_scores(41, 100, 12), 0.05,
+         dict(num_iters=3, prototype_marginals=random_marginals(1, 12, 1.0))),
         (log_softmax_scores(42, 100, 12), 1 / 25, dict(tol=1e-3, max_iters=1000)),
         # epsilon 1e-3: column sums underflow, exercising the column-logsumexp fallback.
         (cosine_scores(43, 100, 12), 1e-3, dict(num_iters=20)),
@@ -247,7 +250,8 @@ def test_chunked_labels_accept_bfloat16_and_match_reference():
     np.testing.assert_array_equal(labels, np.argmax(plan, axis=1))
     assert bool(info.converged)
     # Under jit the zero-copy uint16 view is not taken; the result is the same.
-    labels_jit = jax.jit(lambda s: sinkhorn_labels(s, 1 / 25, tol=1e-4, max_iters=2000, chunk_size=64))(scores)
+    solve = jax.jit(lambda s: sinkhorn_labels(s, 1 / 25, tol=1e-4, max_iters=2000, chunk_size=64))
+    labels_jit = solve(scores)
     np.testing.assert_array_equal(labels_jit, labels)
 
 
