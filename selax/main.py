@@ -1,16 +1,39 @@
 """Entry point: `python -m selax.main --config=configs/default.py --workdir=DIR [--config.field=value ...]`."""
 
 import logging as logging_std
+import os
+
+import jax
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from selax import train
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py[:arg]).",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and metrics.json.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Path to a config file (configs/*.py[:arg]).", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory for checkpoints, TensorBoard logs and metrics.json."
+)
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, for a multi-process run without auto-detection."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _initialize_distributed() -> None:
+    """Starts JAX's multi-process runtime when asked by flags or when the cluster says so.
+
+    Explicit `--coordinator_address/--num_processes/--process_id` are passed through; on SLURM with
+    several tasks or a multi-host TPU slice, `jax.distributed.initialize()` detects them itself.
+    """
+    if _COORDINATOR.value is not None:
+        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 or "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
+        jax.distributed.initialize()
 
 
 class _QuietLibraries(logging_std.Filter):
@@ -24,6 +47,10 @@ def main(argv: list[str]) -> None:
     logging.get_absl_handler().addFilter(_QuietLibraries())
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    _initialize_distributed()
+    logging.info(
+        "Process %d of %d, %d devices.", jax.process_index(), jax.process_count(), jax.device_count()
+    )
     logging.info("Config:\n%s", _CONFIG.value)
     train.run(_CONFIG.value, _WORKDIR.value)
 

@@ -92,11 +92,14 @@ def train_step(
 def predict_fn(
     apply_fn: Callable[..., Any], eval_spec: augment.EvalSpec
 ) -> Callable[..., dict[str, jax.Array]]:
-    """`(variables, images [B, H, W, C] uint8) -> {features [B, D], head_scores [B, K], linear_logits [B, C]}`."""
+    """`(variables, {images [B, H, W, C] uint8, labels [B]}) -> {features [B, D], head_scores [B, K],
+    linear_logits [B, C], labels [B]}`; jitted with replicated outputs, every process gets all rows."""
 
-    def predict(variables: Any, images: jax.Array) -> dict[str, jax.Array]:
-        outputs = apply_fn(variables, augment.eval_transform(images, eval_spec), train=False)
-        return {k: outputs[k] for k in ("features", "head_scores", "linear_logits")}
+    def predict(variables: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        outputs = apply_fn(variables, augment.eval_transform(batch["images"], eval_spec), train=False)
+        return dict(
+            {k: outputs[k] for k in ("features", "head_scores", "linear_logits")}, labels=batch["labels"]
+        )
 
     return predict
 
@@ -114,7 +117,7 @@ def predict_split(
     for positions, _ in pipeline.eval_batches(split.size, batch_size):
         images, labels = split.read(positions)
         batch = pipeline.global_batch(mesh, dict(images=images, labels=labels))
-        result = dict(jax.device_get(predict(variables, batch["images"])), labels=batch["labels"])
+        result = jax.device_get(predict(variables, batch))
         for name, value in result.items():
             outputs.setdefault(name, []).append(np.asarray(value))
     return {name: np.concatenate(values)[: split.size] for name, values in outputs.items()}
