@@ -9,7 +9,7 @@
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from selax.config_fields import augment_overrides
+from selax.config_fields import augment_overrides, suave_fields
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -33,18 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = dict(
         name="sgd", base_lr=0.1, final_lr=0.0, warmup_steps=100, weight_decay=5e-4, momentum=0.9
     )
-    config.suave = dict(
-        temperature=0.1,
-        sinkhorn_epsilon=0.05,
-        sinkhorn_iters=3,
-        label_smoothing=0.01,
-        labeled_weight=0.5,
-        num_global_views=2,
-        queue_length=0,
-        queue_start_step=0,
-        freeze_prototypes_steps=0,
-        prototype_marginals=placeholder(tuple),
-    )
+    config.suave = suave_fields(labeled_weight=0.5)
     config.supervised_only = False
     config.eval = dict(knn_k=20, knn_temperature=0.07)
     config.log_every_steps = 50

@@ -59,8 +59,7 @@ def pil_view(rng: np.random.Generator, image: Image.Image, view: augment.ViewSpe
     crop_w = min(width, max(1, round(np.sqrt(area * aspect))))
     crop_h = min(height, max(1, round(np.sqrt(area / aspect))))
     left, top = rng.integers(0, width - crop_w + 1), rng.integers(0, height - crop_h + 1)
-    out = image.resize((view.size, view.size), Image.BILINEAR,
-                       box=(left, top, left + crop_w, top + crop_h))
+    out = image.resize((view.size, view.size), Image.BILINEAR, box=(left, top, left + crop_w, top + crop_h))
     if rng.random() < view.flip_prob:
         out = ImageOps.mirror(out)
     if rng.random() < view.jitter_prob:
@@ -121,8 +120,9 @@ def main() -> None:
     parser.add_argument("--device_batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--accelerators", type=int, default=8)
-    parser.add_argument("--step_rate", type=float, default=1000.0,
-                        help="images/s one accelerator's train step consumes")
+    parser.add_argument(
+        "--step_rate", type=float, default=1000.0, help="images/s one accelerator's train step consumes"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:
@@ -139,7 +139,7 @@ def main() -> None:
 
     results = {
         "recipe": f"{RECIPE.num_global}x{RECIPE.global_views[0].size} + "
-                  f"{RECIPE.num_local}x{RECIPE.local_view.size}, flip/jitter/gray/blur/solarize",
+        f"{RECIPE.num_local}x{RECIPE.local_view.size}, flip/jitter/gray/blur/solarize",
         "images": args.images,
         "repeats": args.repeats,
         "jpeg_kib_mean": round(float(jpeg_kib), 1),
@@ -152,17 +152,28 @@ def main() -> None:
         "node_demand_img_per_s": demand,
         "a_host_cores_needed": int(np.ceil(demand / host_a)),
         "b_host_cores_needed": int(np.ceil(demand / host_b)),
-        "assumption": (f"{args.accelerators} accelerators x {args.step_rate:g} img/s; host work "
-                       "scales linearly with cores; in (b) the accelerators augment on device, "
-                       "overlapped with or small next to the train step"),
+        "assumption": (
+            f"{args.accelerators} accelerators x {args.step_rate:g} img/s; host work "
+            "scales linearly with cores; in (b) the accelerators augment on device, "
+            "overlapped with or small next to the train step"
+        ),
     }
     rows = [
-        ("(a) host decode + PIL multi-crop", f"{host_a:.1f} img/s/core",
-         f"{results['a_host_cores_needed']} cores"),
-        ("(b) host decode + resize 256", f"{host_b:.1f} img/s/core",
-         f"{results['b_host_cores_needed']} cores"),
-        (f"(b) jitted multi_crop on {results['b_jax_device']}", f"{device_b:.1f} img/s",
-         f"compile {compile_s:.1f} s"),
+        (
+            "(a) host decode + PIL multi-crop",
+            f"{host_a:.1f} img/s/core",
+            f"{results['a_host_cores_needed']} cores",
+        ),
+        (
+            "(b) host decode + resize 256",
+            f"{host_b:.1f} img/s/core",
+            f"{results['b_host_cores_needed']} cores",
+        ),
+        (
+            f"(b) jitted multi_crop on {results['b_jax_device']}",
+            f"{device_b:.1f} img/s",
+            f"compile {compile_s:.1f} s",
+        ),
     ]
     print(f"{results['recipe']}; {args.images} synthetic 500x375 JPEGs (~{jpeg_kib:.0f} KiB)")
     print(f"{'stage':40s} {'rate':>18s} {'for ' + format(demand, 'g') + ' img/s':>18s}")

@@ -89,8 +89,7 @@ def selax_solver(scores, epsilon):
 
     def to_tol():
         def run():
-            return sinkhorn(scores, epsilon, tol=TOL, max_iters=MAX_ITERS, return_plan=True,
-                            return_info=True)
+            return sinkhorn(scores, epsilon, tol=TOL, max_iters=MAX_ITERS, return_plan=True, return_info=True)
 
         jax.block_until_ready(run())
         start = time.perf_counter()
@@ -159,8 +158,9 @@ def ott_solver(scores, epsilon):
         return solve
 
     def fixed(num_iters):
-        solve = make_solve(threshold=-1.0, min_iterations=num_iters, max_iterations=num_iters,
-                           inner_iterations=1)
+        solve = make_solve(
+            threshold=-1.0, min_iterations=num_iters, max_iterations=num_iters, inner_iterations=1
+        )
         return best_time(lambda: jax.block_until_ready(solve(scores).f))
 
     solve_tol = make_solve(threshold=TOL, max_iterations=MAX_ITERS)  # its L1 criterion, checked every 10
@@ -222,11 +222,21 @@ def bench_case(name, scores, epsilon, bandwidth_gb_s):
     floor_ms = 2 * num_samples * num_prototypes * 4 / (bandwidth_gb_s * 1e9) * 1e3
     rows = []
     selax_iters = None
-    makers = [("selax", selax_solver), ("ott-jax (lse)", ott_solver),
-              ("POT sinkhorn_log", None), ("exp-domain SwAV loop", exp_domain_solver)]
+    makers = [
+        ("selax", selax_solver),
+        ("ott-jax (lse)", ott_solver),
+        ("POT sinkhorn_log", None),
+        ("exp-domain SwAV loop", exp_domain_solver),
+    ]
     for solver_name, maker in makers:
-        row = {"case": name, "solver": solver_name, "N": num_samples, "K": num_prototypes,
-               "epsilon": epsilon, "floor_ms": floor_ms}
+        row = {
+            "case": name,
+            "solver": solver_name,
+            "N": num_samples,
+            "K": num_prototypes,
+            "epsilon": epsilon,
+            "floor_ms": floor_ms,
+        }
         try:
             if solver_name == "POT sinkhorn_log":
                 fixed, to_tol, compile_s = pot_solver(scores, epsilon, selax_iters)
@@ -249,8 +259,12 @@ def bench_case(name, scores, epsilon, bandwidth_gb_s):
         else:
             seconds, plan, num_iters_run = to_tol()
             error = column_error(plan)
-            row.update(time_to_tol_ms=seconds * 1e3, iters_to_tol=num_iters_run, final_col_l1=error,
-                       finite=bool(np.all(np.isfinite(np.asarray(plan)))))
+            row.update(
+                time_to_tol_ms=seconds * 1e3,
+                iters_to_tol=num_iters_run,
+                final_col_l1=error,
+                finite=bool(np.all(np.isfinite(np.asarray(plan)))),
+            )
             if not row["finite"]:
                 row["note"] = "result has NaN/inf"
             if solver_name == "selax":
@@ -265,10 +279,13 @@ def print_row(row):
         value = row.get(key)
         return format(value, spec) if isinstance(value, (int, float)) else "-"
 
-    print(f"{row['case']:<22} {row['solver']:<22} {fmt('ms_per_iter', '9.2f')} "
-          f"{fmt('floor_ms', '7.2f')} {fmt('floor_fraction', '6.2f')} {fmt('time_to_tol_ms', '10.1f')} "
-          f"{fmt('iters_to_tol', '6d')} {fmt('final_col_l1', '9.2e')} {fmt('compile_s', '7.2f')} "
-          f"{row.get('note', '')}", flush=True)
+    print(
+        f"{row['case']:<22} {row['solver']:<22} {fmt('ms_per_iter', '9.2f')} "
+        f"{fmt('floor_ms', '7.2f')} {fmt('floor_fraction', '6.2f')} {fmt('time_to_tol_ms', '10.1f')} "
+        f"{fmt('iters_to_tol', '6d')} {fmt('final_col_l1', '9.2e')} {fmt('compile_s', '7.2f')} "
+        f"{row.get('note', '')}",
+        flush=True,
+    )
 
 
 def rss_gib(field: str) -> float:
@@ -304,19 +321,30 @@ def bench_whole_dataset(num_samples=1_281_167, num_prototypes=3000, chunk_size=1
         clear_refs.write("5")
     rss_before = rss_gib("VmRSS")
     start = time.perf_counter()
-    labels, info = sinkhorn_labels(scores, 1 / 25, tol=TOL, max_iters=100, chunk_size=chunk_size,
-                                   return_info=True)
+    labels, info = sinkhorn_labels(
+        scores, 1 / 25, tol=TOL, max_iters=100, chunk_size=chunk_size, return_info=True
+    )
     labels.block_until_ready()
     wall_s = time.perf_counter() - start
     peak = rss_gib("VmHWM")
     counts = np.bincount(np.asarray(labels), minlength=num_prototypes)
     row = {
-        "case": "whole-dataset labels", "solver": "selax sinkhorn_labels", "N": num_samples,
-        "K": num_prototypes, "dtype": "bfloat16", "epsilon": 1 / 25, "chunk_size": chunk_size,
-        "wall_s_incl_compile": wall_s, "iters": int(info.num_iters_run),
-        "final_col_l1": float(info.marginal_error), "converged": bool(info.converged),
-        "input_gib": input_gib, "rss_before_solve_gib": rss_before, "peak_rss_gib": peak,
-        "peak_minus_input_gib": peak - input_gib, "peak_minus_rss_before_gib": peak - rss_before,
+        "case": "whole-dataset labels",
+        "solver": "selax sinkhorn_labels",
+        "N": num_samples,
+        "K": num_prototypes,
+        "dtype": "bfloat16",
+        "epsilon": 1 / 25,
+        "chunk_size": chunk_size,
+        "wall_s_incl_compile": wall_s,
+        "iters": int(info.num_iters_run),
+        "final_col_l1": float(info.marginal_error),
+        "converged": bool(info.converged),
+        "input_gib": input_gib,
+        "rss_before_solve_gib": rss_before,
+        "peak_rss_gib": peak,
+        "peak_minus_input_gib": peak - input_gib,
+        "peak_minus_rss_before_gib": peak - rss_before,
         "cluster_size_min_max": [int(counts.min()), int(counts.max())],
     }
     print(json.dumps(row, indent=1))
@@ -343,8 +371,10 @@ def main():
     else:
         bandwidth = measure_bandwidth_gb_s()
         print(f"read bandwidth: {bandwidth:.1f} GB/s (512 MiB float32 sum)")
-        print(f"{'case':<22} {'solver':<22} {'ms/iter':>9} {'floor':>7} {'frac':>6} "
-              f"{'to 1e-3 ms':>10} {'iters':>6} {'col L1':>9} {'compile':>7}")
+        print(
+            f"{'case':<22} {'solver':<22} {'ms/iter':>9} {'floor':>7} {'frac':>6} "
+            f"{'to 1e-3 ms':>10} {'iters':>6} {'col L1':>9} {'compile':>7}"
+        )
         rows = []
         for size in args.sizes.split(","):
             num_samples, num_prototypes = map(int, size.split("x"))

@@ -31,6 +31,28 @@ def augment_overrides() -> ml_collections.ConfigDict:
     )
 
 
+def suave_fields(**overrides) -> ml_collections.ConfigDict:
+    """`config.suave`: Suave's hyper-parameters (`selax.methods.suave.HParams`), the paper's defaults.
+
+    `labeled_weight` unset is the per-row frequency weighting of the reference code; a float w gives
+    w * labeled + (1 - w) * unlabeled. `prototype_marginals` unset is equipartition.
+    """
+    fields = dict(
+        temperature=0.1,
+        sinkhorn_epsilon=0.05,
+        sinkhorn_iters=3,
+        label_smoothing=0.01,
+        labeled_weight=placeholder(float),
+        num_global_views=2,
+        queue_length=0,
+        queue_start_step=0,
+        freeze_prototypes_steps=0,
+        prototype_marginals=placeholder(tuple),
+    )
+    fields.update(overrides)
+    return ml_collections.ConfigDict(fields)
+
+
 def parse_arg(arg: str | None) -> list[str]:
     """The comma-separated words of a config argument: `configs/x.py:2500,smoke` -> ['2500', 'smoke']."""
     return [word.strip() for word in (arg or "").split(",") if word.strip()]
@@ -85,18 +107,7 @@ def suave_imagenet(subset: str, words: list[str]) -> ml_collections.ConfigDict:
     config.optimizer = dict(
         name="lars", base_lr=0.4, final_lr=0.001, warmup_steps=5 * steps_per_epoch, weight_decay=1e-6, momentum=0.9
     )
-    config.suave = dict(
-        temperature=0.1,
-        sinkhorn_epsilon=0.05,
-        sinkhorn_iters=3,
-        label_smoothing=0.01,
-        labeled_weight=placeholder(float),
-        num_global_views=2,
-        queue_length=3840,
-        queue_start_step=3840 // 256,
-        freeze_prototypes_steps=0,
-        prototype_marginals=placeholder(tuple),
-    )
+    config.suave = suave_fields(queue_length=3840, queue_start_step=3840 // 256)
     config.supervised_only = False
     config.eval = dict(knn_k=20, knn_temperature=0.07)
     config.log_every_steps = 100

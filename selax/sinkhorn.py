@@ -297,8 +297,16 @@ def _scaling_iterations(kernel, scalings: _Scalings, a, b, tol, max_iters: int) 
 
 @jax.jit(static_argnames=("max_iters", "use_tol", "return_plan", "return_info"))
 def _sinkhorn_dense(
-    scores, epsilon, tol, sample_marginals, prototype_marginals, *, max_iters, use_tol,
-    return_plan, return_info,
+    scores,
+    epsilon,
+    tol,
+    sample_marginals,
+    prototype_marginals,
+    *,
+    max_iters,
+    use_tol,
+    return_plan,
+    return_info,
 ):
     scores = jax.lax.stop_gradient(scores).astype(jnp.float32)
     epsilon = jnp.asarray(epsilon, jnp.float32)
@@ -412,8 +420,17 @@ def _row_block(array, block, chunk: int, num_samples: int, dtype):
 
 @jax.jit(static_argnames=("max_iters", "use_tol", "chunk_size", "return_info", "dtype"))
 def _sinkhorn_labels_chunked(
-    scores, epsilon, tol, sample_marginals, prototype_marginals, *, max_iters, use_tol, chunk_size,
-    return_info, dtype,
+    scores,
+    epsilon,
+    tol,
+    sample_marginals,
+    prototype_marginals,
+    *,
+    max_iters,
+    use_tol,
+    chunk_size,
+    return_info,
+    dtype,
 ):
     """Chunked solver; ``scores`` may hold the bits of ``dtype`` as uint16 (_readable_in_blocks)."""
     scores = jax.lax.stop_gradient(scores)
@@ -477,8 +494,13 @@ def _sinkhorn_labels_chunked(
         return keep_going & ~(error < tol) if use_tol else keep_going
 
     # Zero column sums mark the first column update (from f = 0) for the logsumexp pass.
-    init = (jnp.zeros((num_samples,)), jnp.zeros((num_prototypes,)), jnp.zeros((num_prototypes,)),
-            jnp.int32(0), jnp.float32(jnp.inf))
+    init = (
+        jnp.zeros((num_samples,)),
+        jnp.zeros((num_prototypes,)),
+        jnp.zeros((num_prototypes,)),
+        jnp.int32(0),
+        jnp.float32(jnp.inf),
+    )
     _, g, _, num_iters, error = jax.lax.while_loop(not_done, iteration, init)
 
     def labels_of_block(block, labels):
@@ -571,7 +593,13 @@ def sinkhorn_labels(
     dtype = scores.dtype
     readable = _readable_in_blocks(scores)
     _validate(
-        scores, epsilon, num_iters, tol, max_iters, sample_marginals, prototype_marginals,
+        scores,
+        epsilon,
+        num_iters,
+        tol,
+        max_iters,
+        sample_marginals,
+        prototype_marginals,
         all_finite=lambda _: bool(_all_finite_in_blocks(readable, chunk_size=chunk_size, dtype=dtype)),
     )
     use_tol = tol is not None

@@ -47,8 +47,7 @@ def test_resized_crop_whole_image_is_identity_and_quarter_is_a_quadrant():
     image = jnp.asarray(np.random.default_rng(2).random((8, 8, 3)), jnp.float32)
     whole = A.random_resized_crop(_draws(), image, 8, (1.0, 1.0), (1.0, 1.0))
     np.testing.assert_allclose(whole, image, atol=1e-5)
-    quarter = A.random_resized_crop(_draws(_TOP=0.0, _LEFT=1.0), image, 4, (0.25, 0.25),
-                                    (1.0, 1.0))
+    quarter = A.random_resized_crop(_draws(_TOP=0.0, _LEFT=1.0), image, 4, (0.25, 0.25), (1.0, 1.0))
     np.testing.assert_allclose(quarter, image[:4, 4:], atol=1e-5)
     # a wide crop: area 32 px at aspect 2 is 8 wide and 4 high, halved in width with an
     # antialiasing triangle filter of half-width 2 input pixels, renormalized at the border
@@ -67,8 +66,11 @@ def test_color_jitter_neutral_draws_are_identity_and_grey_keeps_one_channel():
     brighter = A.color_jitter(_draws(_BRIGHT=1.0), grey, 0.5)  # factor 1.4, contrast 1
     np.testing.assert_allclose(brighter, np.clip(np.asarray(grey) * 1.4, 0, 1), atol=1e-5)
     desaturated = A.color_jitter(_draws(_SAT=0.0), rgb, 1.25)  # saturation factor 0
-    np.testing.assert_allclose(desaturated, np.broadcast_to(
-        np.asarray(rgb) @ np.array([0.299, 0.587, 0.114])[:, None], rgb.shape), atol=1e-5)
+    np.testing.assert_allclose(
+        desaturated,
+        np.broadcast_to(np.asarray(rgb) @ np.array([0.299, 0.587, 0.114])[:, None], rgb.shape),
+        atol=1e-5,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +101,8 @@ def test_multi_crop_draws_per_image_and_normalizes(jitted_multi_crop):
     same = jnp.broadcast_to(_digits_batch(1), (8, 8, 8, 1))
     views = jitted_multi_crop(jax.random.key(2), same, spec)
     assert len({np.asarray(view).tobytes() for view in views[2]}) == 8
-    unit = jitted_multi_crop(jax.random.key(2), same,
-                             dataclasses.replace(spec, mean=(0.0,), std=(1.0,)))
-    np.testing.assert_allclose(views[0], (unit[0] - A.DIGITS_MEAN[0]) / A.DIGITS_STD[0],
-                               rtol=1e-5, atol=1e-5)
+    unit = jitted_multi_crop(jax.random.key(2), same, dataclasses.replace(spec, mean=(0.0,), std=(1.0,)))
+    np.testing.assert_allclose(views[0], (unit[0] - A.DIGITS_MEAN[0]) / A.DIGITS_STD[0], rtol=1e-5, atol=1e-5)
 
 
 def test_rgb_view_with_every_operation_stays_in_range():
@@ -118,8 +118,13 @@ def test_light_augment_is_a_padded_shift_and_flip():
     out = np.asarray(jax.jit(A.light_augment, static_argnums=2)(jax.random.key(4), images, spec))
     padded = np.pad(np.asarray(images) / 255.0, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
     for k in range(8):
-        candidates = [crop[:, ::flip] for top in range(3) for left in range(3) for flip in (1, -1)
-                      for crop in [padded[k, top:top + 8, left:left + 8]]]
+        candidates = [
+            crop[:, ::flip]
+            for top in range(3)
+            for left in range(3)
+            for flip in (1, -1)
+            for crop in [padded[k, top : top + 8, left : left + 8]]
+        ]
         assert min(np.abs(out[k] - c).max() for c in candidates) < 1e-6
 
 
@@ -128,12 +133,13 @@ def test_eval_transform_resizes_crops_and_normalizes():
     spec = A.EvalSpec(resize=32, crop=28, mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2))
     out = A.eval_transform(images, spec)
     assert out.shape == (2, 28, 28, 3)
-    np.testing.assert_allclose(out[0, 0, 0], (128 / 255 - np.array([0.5, 0.4, 0.3])) / 0.2,
-                               atol=1e-5)
+    np.testing.assert_allclose(out[0, 0, 0], (128 / 255 - np.array([0.5, 0.4, 0.3])) / 0.2, atol=1e-5)
     digits = _digits_batch(3)
-    np.testing.assert_allclose(A.eval_transform(digits, DIGITS.eval),
-                               (np.asarray(digits) / 255.0 - A.DIGITS_MEAN) / A.DIGITS_STD,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        A.eval_transform(digits, DIGITS.eval),
+        (np.asarray(digits) / 255.0 - A.DIGITS_MEAN) / A.DIGITS_STD,
+        atol=1e-5,
+    )
 
 
 def test_defaults_cover_the_datasets_and_reject_unknown_names():
@@ -148,11 +154,9 @@ def test_defaults_cover_the_datasets_and_reject_unknown_names():
 
 def test_multi_crop_on_a_sharded_batch_matches_unsharded(jitted_multi_crop):
     """Augmentations do not depend on how the batch is split over devices (resume-safe)."""
-    mesh = jax.make_mesh((jax.device_count(),), ("data",),
-                         axis_types=(jax.sharding.AxisType.Auto,))
+    mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
     images = _digits_batch(jax.device_count())  # the shape compiled above
-    sharded = jax.device_put(images, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(
-        "data")))
+    sharded = jax.device_put(images, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
     expected = jitted_multi_crop(jax.random.key(7), images, DIGITS.multi_crop)
     views = jitted_multi_crop(jax.random.key(7), sharded, DIGITS.multi_crop)
     assert views[0].sharding.spec == jax.sharding.PartitionSpec("data")

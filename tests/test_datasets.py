@@ -105,8 +105,9 @@ def test_image_folder_decodes_resizes_and_labels(tmp_path):
 
 def test_image_folder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="subfolder of images per class"):
-        datasets.load_arrays("image_folder", "train", str(tmp_path),
-                             datasets.ImageFolder(str(tmp_path / "missing")))
+        datasets.load_arrays(
+            "image_folder", "train", str(tmp_path), datasets.ImageFolder(str(tmp_path / "missing"))
+        )
     with pytest.raises(ValueError, match="folder=ImageFolder"):
         datasets.load_arrays("image_folder", "train", str(tmp_path))
 
@@ -125,9 +126,14 @@ def test_unprepared_cifar_says_how_to_prepare(tmp_path):
     assert "not prepared" in message and "selax[tf]" in message and str(tmp_path) in message
 
 
-@pytest.mark.parametrize("name, listing", [("imagenet2012", None),
-                                           ("imagenet2012_subset/1pct", "1percent.txt"),
-                                           ("imagenet2012_subset/10pct", "10percent.txt")])
+@pytest.mark.parametrize(
+    "name, listing",
+    [
+        ("imagenet2012", None),
+        ("imagenet2012_subset/1pct", "1percent.txt"),
+        ("imagenet2012_subset/10pct", "10percent.txt"),
+    ],
+)
 def test_imagenet_manual_files_are_checked_before_tfds(tmp_path, name, listing):
     manual = tmp_path / "manual"
     manual.mkdir()
@@ -145,8 +151,10 @@ def test_imagenet_manual_files_are_checked_before_tfds(tmp_path, name, listing):
         datasets.load_arrays(name, "train", str(tmp_path / "data"))
 
 
-@pytest.mark.skipif("tensorflow" in sys.modules or datasets._tensorflow_available(),
-                    reason="message is for installs without TensorFlow")
+@pytest.mark.skipif(
+    "tensorflow" in sys.modules or datasets._tensorflow_available(),
+    reason="message is for installs without TensorFlow",
+)
 def test_prepare_without_tensorflow_says_what_to_install(tmp_path):
     manual = tmp_path / "manual"
     manual.mkdir()
@@ -166,11 +174,16 @@ def _prepare_fake_cifar100(data_dir):
             VERSION = tfds.core.Version("3.0.2")
 
             def _info(self):
-                return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-                    "id": tfds.features.Text(),
-                    "image": tfds.features.Image(shape=(None, None, 3)),
-                    "label": tfds.features.ClassLabel(num_classes=100),
-                }))
+                return tfds.core.DatasetInfo(
+                    builder=self,
+                    features=tfds.features.FeaturesDict(
+                        {
+                            "id": tfds.features.Text(),
+                            "image": tfds.features.Image(shape=(None, None, 3)),
+                            "label": tfds.features.ClassLabel(num_classes=100),
+                        }
+                    ),
+                )
 
             def _split_generators(self, dl_manager):
                 return {"train": self._generate_examples()}
@@ -179,8 +192,7 @@ def _prepare_fake_cifar100(data_dir):
                 for index in (7, 2, 5):
                     encoded = io.BytesIO()
                     Image.new("RGB", (40, 32), (index * 10,) * 3).save(encoded, format="PNG")
-                    yield index, {"id": f"train_{index:05d}", "image": encoded.getvalue(),
-                                  "label": index * 3}
+                    yield index, {"id": f"train_{index:05d}", "image": encoded.getvalue(), "label": index * 3}
 
         Cifar100(data_dir=str(data_dir), file_format="array_record").download_and_prepare()
 
@@ -208,12 +220,21 @@ def test_encoded_source_decodes_to_squares_on_the_host(tmp_path):
 
 
 def test_concurrent_processes_build_digits_once(tmp_path):
-    script = ("import sys; from selax.data import datasets; "
-              "a = datasets.load_arrays('digits', 'train', sys.argv[1]); print(int(a.ids.sum()))")
+    script = (
+        "import sys; from selax.data import datasets; "
+        "a = datasets.load_arrays('digits', 'train', sys.argv[1]); print(int(a.ids.sum()))"
+    )
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    runs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [run.communicate(timeout=120) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in outputs]
     sums = [out.strip().splitlines()[-1] for out, _ in outputs]  # tfds also prints to stdout

@@ -13,8 +13,10 @@ from selax.data.datasets import ArraySplit
 def test_process_slices_are_disjoint_and_make_up_the_global_batch(process_count):
     for step in range(7):
         whole = pipeline.batch_items(5, step, 11, 8, process_index=0, process_count=1)
-        parts = [pipeline.batch_items(5, step, 11, 8, process_index=p, process_count=process_count)
-                 for p in range(process_count)]
+        parts = [
+            pipeline.batch_items(5, step, 11, 8, process_index=p, process_count=process_count)
+            for p in range(process_count)
+        ]
         assert all(len(part) == 8 // process_count for part in parts)
         np.testing.assert_array_equal(np.concatenate(parts), whole)
 
@@ -22,12 +24,14 @@ def test_process_slices_are_disjoint_and_make_up_the_global_batch(process_count)
 def test_every_epoch_is_a_permutation_without_drops():
     num_items, batch = 10, 4  # batches straddle epoch boundaries
     steps = 3 * num_items // batch + 1
-    stream = np.concatenate([pipeline.batch_items(0, t, num_items, batch, process_index=0,
-                                                  process_count=1) for t in range(steps)])
+    stream = np.concatenate(
+        [pipeline.batch_items(0, t, num_items, batch, process_index=0, process_count=1) for t in range(steps)]
+    )
     for epoch in range(3):
-        np.testing.assert_array_equal(np.sort(stream[epoch * num_items:(epoch + 1) * num_items]),
-                                      np.arange(num_items))
-    first, second = stream[:num_items], stream[num_items:2 * num_items]
+        np.testing.assert_array_equal(
+            np.sort(stream[epoch * num_items : (epoch + 1) * num_items]), np.arange(num_items)
+        )
+    first, second = stream[:num_items], stream[num_items : 2 * num_items]
     assert not np.array_equal(first, second)
 
 
@@ -85,11 +89,13 @@ def test_eval_batches_cover_every_example_once(num_examples):
 
 
 def test_global_batch_shards_local_batch_over_data_axis():
-    mesh = jax.make_mesh((jax.device_count(),), ("data",),
-                         axis_types=(jax.sharding.AxisType.Auto,))
-    split = ArraySplit(images=np.arange(20 * 4, dtype=np.uint8).reshape(20, 2, 2, 1),
-                       labels=np.arange(20, dtype=np.int32) % 3,
-                       ids=np.arange(20, dtype=np.int32) + 100, num_classes=3)
+    mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    split = ArraySplit(
+        images=np.arange(20 * 4, dtype=np.uint8).reshape(20, 2, 2, 1),
+        labels=np.arange(20, dtype=np.int32) % 3,
+        ids=np.arange(20, dtype=np.int32) + 100,
+        num_classes=3,
+    )
     positions = pipeline.IndexStream(np.arange(20), 16, seed=1).local_batch(0)
     local = pipeline.gather(split, positions)
     batch = pipeline.global_batch(mesh, local)

@@ -18,8 +18,7 @@ def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
     return np.squeeze(peak, axis) + np.log(np.sum(np.exp(x - peak), axis=axis))
 
 
-def reference_sinkhorn(scores, epsilon, num_iters, sample_marginals=None, prototype_marginals=None,
-                       tol=None):
+def reference_sinkhorn(scores, epsilon, num_iters, sample_marginals=None, prototype_marginals=None, tol=None):
     """Float64 log-domain Sinkhorn: column update then row update, starting from f = g = 0.
 
     Returns (plan normalized to total mass 1, iterations run, column L1 errors after each).
@@ -118,8 +117,16 @@ def test_tolerance_not_reached_reports_not_converged():
 def test_non_uniform_marginals_plan_and_assignment():
     scores = cosine_scores(4, 64, 10)
     a, b = random_marginals(5, 64, 3.0), random_marginals(6, 10, 3.0)
-    plan, info = sinkhorn(jnp.asarray(scores), 0.05, tol=1e-5, max_iters=2000, sample_marginals=a,
-                          prototype_marginals=b, return_plan=True, return_info=True)
+    plan, info = sinkhorn(
+        jnp.asarray(scores),
+        0.05,
+        tol=1e-5,
+        max_iters=2000,
+        sample_marginals=a,
+        prototype_marginals=b,
+        return_plan=True,
+        return_info=True,
+    )
     iters = int(info.num_iters_run)
     ref_plan, _, _ = reference_sinkhorn(scores, 0.05, iters, a, b)
     assert np.max(np.abs(plan - 3.0 * ref_plan)) <= 1e-5 * 3.0 / 64  # entries are ~3 / (64 * 10)
@@ -203,6 +210,7 @@ def test_gradient_is_stopped():
     scores = jnp.asarray(cosine_scores(31, 32, 8))
     weights = jnp.asarray(np.random.default_rng(0).normal(size=scores.shape), jnp.float32)
     for kwargs in (dict(num_iters=3), dict(tol=1e-3, max_iters=100)):
+
         def loss(s, kwargs=kwargs):
             return jnp.sum(sinkhorn(s, 0.05, **kwargs) * weights)
 
@@ -222,8 +230,11 @@ def test_low_precision_input_is_computed_in_float32(dtype):
     "scores, epsilon, kwargs",
     [
         (cosine_scores(40, 100, 12), 0.05, dict(tol=1e-4, max_iters=1000)),
-        (cosine_scores(41, 100, 12), 0.05,
-         dict(num_iters=3, prototype_marginals=random_marginals(1, 12, 1.0))),
+        (
+            cosine_scores(41, 100, 12),
+            0.05,
+            dict(num_iters=3, prototype_marginals=random_marginals(1, 12, 1.0)),
+        ),
         (log_softmax_scores(42, 100, 12), 1 / 25, dict(tol=1e-3, max_iters=1000)),
         # epsilon 1e-3: column sums underflow, exercising the column-logsumexp fallback.
         (cosine_scores(43, 100, 12), 1e-3, dict(num_iters=20)),
@@ -232,21 +243,21 @@ def test_low_precision_input_is_computed_in_float32(dtype):
 def test_chunked_labels_equal_dense_argmax(scores, epsilon, kwargs):
     dense, dense_info = sinkhorn(jnp.asarray(scores), epsilon, return_info=True, **kwargs)
     for chunk_size in (32, 1000):  # 32 does not divide 100 (the last block overlaps); 1000 > N
-        labels, info = sinkhorn_labels(jnp.asarray(scores), epsilon, chunk_size=chunk_size,
-                                       return_info=True, **kwargs)
+        labels, info = sinkhorn_labels(
+            jnp.asarray(scores), epsilon, chunk_size=chunk_size, return_info=True, **kwargs
+        )
         assert labels.dtype == jnp.int32 and labels.shape == (100,)
         np.testing.assert_array_equal(labels, np.argmax(dense, axis=1))
         assert int(info.num_iters_run) == int(dense_info.num_iters_run)
-        np.testing.assert_allclose(float(info.marginal_error), float(dense_info.marginal_error),
-                                   rtol=1e-3, atol=1e-6)
+        np.testing.assert_allclose(
+            float(info.marginal_error), float(dense_info.marginal_error), rtol=1e-3, atol=1e-6
+        )
 
 
 def test_chunked_labels_accept_bfloat16_and_match_reference():
     scores = jnp.asarray(log_softmax_scores(44, 200, 16)).astype(jnp.bfloat16)
-    labels, info = sinkhorn_labels(scores, 1 / 25, tol=1e-4, max_iters=2000, chunk_size=64,
-                                   return_info=True)
-    plan, _, _ = reference_sinkhorn(np.asarray(scores.astype(jnp.float32)), 1 / 25,
-                                    int(info.num_iters_run))
+    labels, info = sinkhorn_labels(scores, 1 / 25, tol=1e-4, max_iters=2000, chunk_size=64, return_info=True)
+    plan, _, _ = reference_sinkhorn(np.asarray(scores.astype(jnp.float32)), 1 / 25, int(info.num_iters_run))
     np.testing.assert_array_equal(labels, np.argmax(plan, axis=1))
     assert bool(info.converged)
     # Under jit the zero-copy uint16 view is not taken; the result is the same.
@@ -264,13 +275,25 @@ def test_chunked_labels_accept_bfloat16_and_match_reference():
         (np.zeros((4, 3), np.float32), -1.0, {}, "epsilon must be > 0"),
         (np.array([[0.0, np.nan], [1.0, 0.0]], np.float32), 0.05, {}, "NaN or inf"),
         (np.array([[0.0, np.inf], [1.0, 0.0]], np.float32), 0.05, {}, "NaN or inf"),
-        (np.zeros((4, 3), np.float32), 0.05, dict(sample_marginals=np.array([1.0, 1.0, -1.0, 1.0])),
-         "sample_marginals must be finite and strictly positive"),
-        (np.zeros((4, 3), np.float32), 0.05, dict(prototype_marginals=np.array([1.0, 0.0, 1.0])),
-         "prototype_marginals must be finite and strictly positive"),
+        (
+            np.zeros((4, 3), np.float32),
+            0.05,
+            dict(sample_marginals=np.array([1.0, 1.0, -1.0, 1.0])),
+            "sample_marginals must be finite and strictly positive",
+        ),
+        (
+            np.zeros((4, 3), np.float32),
+            0.05,
+            dict(prototype_marginals=np.array([1.0, 0.0, 1.0])),
+            "prototype_marginals must be finite and strictly positive",
+        ),
         (np.zeros((4, 3), np.float32), 0.05, dict(prototype_marginals=np.ones(4)), r"shape \[3\]"),
-        (np.zeros((4, 3), np.float32), 0.05,
-         dict(sample_marginals=np.ones(4), prototype_marginals=np.ones(3)), "same total"),
+        (
+            np.zeros((4, 3), np.float32),
+            0.05,
+            dict(sample_marginals=np.ones(4), prototype_marginals=np.ones(3)),
+            "same total",
+        ),
         (np.zeros((4, 3), np.float32), 0.05, dict(tol=1e-3), "tol was given without max_iters"),
         (np.zeros((4, 3), np.float32), 0.05, dict(num_iters=0), "num_iters must be"),
     ],

@@ -174,8 +174,22 @@ def hsv_to_rgb(hsv: jax.Array) -> jax.Array:
 
 
 # Uniform draws in [0, 1) consumed by one view of one image, by position.
-_AREA, _RATIO, _TOP, _LEFT, _FLIP, _JITTER, _BRIGHT, _CONTRAST, _SAT, _HUE, _GRAY, _BLUR, _SIGMA, \
-    _SOLARIZE = range(14)
+(
+    _AREA,
+    _RATIO,
+    _TOP,
+    _LEFT,
+    _FLIP,
+    _JITTER,
+    _BRIGHT,
+    _CONTRAST,
+    _SAT,
+    _HUE,
+    _GRAY,
+    _BLUR,
+    _SIGMA,
+    _SOLARIZE,
+) = range(14)
 NUM_DRAWS = 14
 
 
@@ -216,7 +230,10 @@ def gaussian_blur(image: jax.Array, sigma: jax.Array, radius: int) -> jax.Array:
 
 
 def random_resized_crop(
-    draws: jax.Array, image: jax.Array, size: int, scale: tuple[float, float],
+    draws: jax.Array,
+    image: jax.Array,
+    size: int,
+    scale: tuple[float, float],
     ratio: tuple[float, float],
 ) -> jax.Array:
     """Crop of area fraction in ``scale`` and aspect ratio (log-uniform) in ``ratio``, resized
@@ -232,7 +249,12 @@ def random_resized_crop(
     corner = jnp.stack([draws[_TOP] * (height - crop_h), draws[_LEFT] * (width - crop_w)])
     zoom = jnp.stack([size / crop_h, size / crop_w])
     return jax.image.scale_and_translate(
-        image, (size, size, channels), (0, 1), zoom, -corner * zoom, method="linear",
+        image,
+        (size, size, channels),
+        (0, 1),
+        zoom,
+        -corner * zoom,
+        method="linear",
         antialias=True,
     )
 
@@ -301,8 +323,7 @@ def multi_crop(key: jax.Array, images: jax.Array, spec: MultiCropSpec) -> list[j
         stop = start + 1
         while stop < len(views) and views[stop] == views[start]:
             stop += 1
-        run = jax.vmap(_augment_images, in_axes=(0, None, None))(draws[start:stop], images,
-                                                                  views[start])
+        run = jax.vmap(_augment_images, in_axes=(0, None, None))(draws[start:stop], images, views[start])
         outputs.extend(normalize(run, spec.mean, spec.std))
         start = stop
     return outputs
@@ -369,7 +390,10 @@ def _imagenet_defaults(num_local: int) -> DatasetAugment:
             std=IMAGENET_STD,
         ),
         light=LightSpec(
-            pad=0, flip_prob=0.0, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+            pad=0,
+            flip_prob=0.0,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
             view=ViewSpec(224, scale=(0.08, 1.0), jitter_prob=0.0, gray_prob=0.0),
         ),
         eval=EvalSpec(resize=256, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD),

@@ -117,8 +117,15 @@ class IndexStream:
         self, step: int, process_index: int | None = None, process_count: int | None = None
     ) -> np.ndarray:
         """int64 [B / process_count]: split positions of this process's slice at ``step``."""
-        items = batch_items(self.seed, step, len(self.positions), self.global_batch_size,
-                            self.stream, process_index, process_count)
+        items = batch_items(
+            self.seed,
+            step,
+            len(self.positions),
+            self.global_batch_size,
+            self.stream,
+            process_index,
+            process_count,
+        )
         return self.positions[items]
 
     def epoch(self, step: int) -> float:
@@ -141,10 +148,12 @@ def semi_supervised_streams(
       unlabeled_batch_size, labeled_batch_size: global batch sizes.
       seed: run seed; the two streams draw independent orders from it.
     """
-    unlabeled = IndexStream(np.arange(num_train, dtype=np.int64), unlabeled_batch_size, seed,
-                            UNLABELED_STREAM)
-    labeled = IndexStream(np.asarray(labeled_positions, dtype=np.int64), labeled_batch_size, seed,
-                          LABELED_STREAM)
+    unlabeled = IndexStream(
+        np.arange(num_train, dtype=np.int64), unlabeled_batch_size, seed, UNLABELED_STREAM
+    )
+    labeled = IndexStream(
+        np.asarray(labeled_positions, dtype=np.int64), labeled_batch_size, seed, LABELED_STREAM
+    )
     return unlabeled, labeled
 
 
@@ -154,8 +163,7 @@ def gather(split: ArraySplit, positions: np.ndarray) -> dict[str, np.ndarray]:
     Returns:
       dict with images uint8 [b, H, W, C], labels int32 [b], ids int32 [b].
     """
-    return {"images": split.images[positions], "labels": split.labels[positions],
-            "ids": split.ids[positions]}
+    return {"images": split.images[positions], "labels": split.labels[positions], "ids": split.ids[positions]}
 
 
 def gather_encoded(source: Any, positions: np.ndarray, image_size: int) -> dict[str, np.ndarray]:

@@ -41,7 +41,6 @@ def labeled_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
         )
     rng = np.random.default_rng(seed)
     chosen = [
-        rng.choice(np.flatnonzero(labels == c), size=per_class, replace=False)
-        for c in range(counts.size)
+        rng.choice(np.flatnonzero(labels == c), size=per_class, replace=False) for c in range(counts.size)
     ]
     return np.sort(np.concatenate(chosen)).astype(np.int64)

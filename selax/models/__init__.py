@@ -27,13 +27,18 @@ ENCODERS: dict[str, Callable[..., nn.Module]] = {
 
 # Feature dimension D of each registered encoder with default fields.
 FEATURE_DIMS: dict[str, int] = {
-    "small_cnn": 128, "resnet18": 512, "resnet50": 2048, "resnet18_cifar": 512, "resnet50_cifar": 2048,
-    "wide_resnet28_8": 512, "vit_s16": 384,
+    "small_cnn": 128,
+    "resnet18": 512,
+    "resnet50": 2048,
+    "resnet18_cifar": 512,
+    "resnet50_cifar": 2048,
+    "wide_resnet28_8": 512,
+    "vit_s16": 384,
 }
 
 
 def build_encoder(name: str, **kwargs: Any) -> nn.Module:
-  """The encoder registered as `name`, with `kwargs` overriding its fields (e.g. `dtype`, `remat`)."""
-  if name not in ENCODERS:
-    raise ValueError(f"Unknown encoder {name!r}; known encoders: {', '.join(sorted(ENCODERS))}.")
-  return ENCODERS[name](**kwargs)
+    """The encoder registered as `name`, with `kwargs` overriding its fields (e.g. `dtype`, `remat`)."""
+    if name not in ENCODERS:
+        raise ValueError(f"Unknown encoder {name!r}; known encoders: {', '.join(sorted(ENCODERS))}.")
+    return ENCODERS[name](**kwargs)
