@@ -1,14 +1,20 @@
-"""Shared test setup: 8 simulated CPU devices, a private tfds data dir, and small configs."""
+"""Shared test setup: 8 simulated CPU devices, a private tfds data dir, a shared compilation cache."""
 
 import os
+import tempfile
 
 import jax
 import pytest
 
 jax.config.update("jax_num_cpu_devices", 8)
-
-# Subprocesses started by the tests (selax.main) see the same 8 devices.
+# Subprocesses started by the tests (selax.main) see the same 8 devices...
 os.environ["JAX_NUM_CPU_DEVICES"] = "8"
+# ... and, like this process, reuse compiled programs: the resume tests run one program many times.
+_CACHE = tempfile.mkdtemp(prefix="selax-test-jax-cache-")
+os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 @pytest.fixture(scope="session", autouse=True)
