@@ -48,6 +48,8 @@ def suave_fields(**overrides) -> ml_collections.ConfigDict:
         queue_start_step=0,
         freeze_prototypes_steps=0,
         prototype_marginals=placeholder(tuple),
+        labeled_mixup_alpha=0.0,
+        unlabeled_mixup_alpha=0.0,
     )
     fields.update(overrides)
     return ml_collections.ConfigDict(fields)
@@ -105,9 +107,14 @@ def suave_imagenet(subset: str, words: list[str]) -> ml_collections.ConfigDict:
     steps_per_epoch = train_images // config.batch.unlabeled
     config.num_steps = 100 * steps_per_epoch
     config.optimizer = dict(
-        name="lars", base_lr=0.4, final_lr=0.001, warmup_steps=5 * steps_per_epoch, weight_decay=1e-6, momentum=0.9
+        name="lars",
+        base_lr=0.4,
+        final_lr=0.001,
+        warmup_steps=5 * steps_per_epoch,
+        weight_decay=1e-6,
+        momentum=0.9,
     )
-    config.suave = suave_fields(queue_length=3840, queue_start_step=3840 // 256)
+    config.suave = suave_fields(queue_length=3840, queue_start_step=3840 // 256, unlabeled_mixup_alpha=1.0)
     config.supervised_only = False
     config.eval = dict(knn_k=20, knn_temperature=0.07)
     config.log_every_steps = 100

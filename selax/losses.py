@@ -54,3 +54,8 @@ def dino_targets(
 ) -> jnp.ndarray:
     """DINO's teacher target `softmax((teacher_logits - center) / temperature)`: `[B, K], [K] -> [B, K]`."""
     return jax.nn.softmax(jax.lax.stop_gradient(teacher_logits - center) / temperature, axis=-1)
+
+
+def mix_with_next(x: jnp.ndarray, weight: jnp.ndarray | float) -> jnp.ndarray:
+    """Mixup partner: `weight * x + (1 - weight) * x` rolled by one along the batch axis. `[B, ...]`."""
+    return weight * x + (1.0 - weight) * jnp.roll(x, 1, axis=0)

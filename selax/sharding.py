@@ -20,4 +20,3 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def batch_sharded(mesh: Mesh) -> NamedSharding:
     """Leading (batch) axis split over `data`, other axes whole."""
     return NamedSharding(mesh, P(DATA_AXIS))
-

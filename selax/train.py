@@ -64,7 +64,7 @@ def train_step(
     step, so a resumed run draws the same views as an uninterrupted one.
     """
     step_key = jax.random.fold_in(state.rng, state.step)
-    crop_key, labeled_key = jax.random.split(step_key)
+    crop_key, labeled_key, loss_key = jax.random.split(step_key, 3)
     views = dict(
         unlabeled=augment.multi_crop(crop_key, batch["unlabeled_images"], crop_spec),
         labeled=augment.light_augment(labeled_key, batch["labeled_images"], labeled_spec),
@@ -72,7 +72,15 @@ def train_step(
 
     def loss_fn(params):
         return method.loss_fn(
-            hp, state.apply_fn, params, state.batch_stats, state.extras, views, batch["labels"], state.step
+            hp,
+            state.apply_fn,
+            params,
+            state.batch_stats,
+            state.extras,
+            views,
+            batch["labels"],
+            state.step,
+            loss_key,
         )
 
     (loss, (batch_stats, extras, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

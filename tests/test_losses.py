@@ -47,10 +47,17 @@ def test_swapped_prediction_pairs_each_target_with_every_other_view(rng):
 def test_frequency_weighting_is_the_mean_over_all_rows_and_a_weight_splits_it():
     labeled, unlabeled = jnp.array([1.0, 3.0]), jnp.array([10.0, 10.0, 10.0, 10.0, 10.0, 10.0])
     assert float(losses.frequency_weighted_mean(labeled, unlabeled, None)) == pytest.approx(64 / 8)
-    assert float(losses.frequency_weighted_mean(labeled, unlabeled, 0.25)) == pytest.approx(0.25 * 2 + 0.75 * 10)
+    assert float(losses.frequency_weighted_mean(labeled, unlabeled, 0.25)) == pytest.approx(
+        0.25 * 2 + 0.75 * 10
+    )
 
 
 def test_dino_targets_are_centred_sharpened_softmax(rng):
     logits, center = rng.normal(size=(4, 6)), rng.normal(size=6)
     expected = np.exp(np_log_softmax((logits - center) / 0.04))
     np.testing.assert_allclose(losses.dino_targets(logits, center, 0.04), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_mix_with_next_mixes_each_row_with_the_previous_one():
+    x = jnp.array([[1.0], [2.0], [4.0]])
+    np.testing.assert_allclose(losses.mix_with_next(x, 0.75), [[0.75 + 1.0], [1.5 + 0.25], [3.0 + 0.5]])

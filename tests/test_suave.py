@@ -7,6 +7,8 @@ import numpy as np
 from selax.methods import suave
 from selax.sinkhorn import sinkhorn
 
+KEY = jax.random.PRNGKey(0)
+
 
 def test_queue_rows_take_part_in_the_assignment_but_are_not_returned():
     hp = suave.HParams(num_prototypes=4, queue_length=6)
@@ -49,8 +51,16 @@ def test_supervised_only_loss_sees_no_unlabeled_image():
     views = {"labeled": jnp.ones((2, 2, 2, 1)), "unlabeled": [jnp.zeros((5, 2, 2, 1))] * 2}
     hp = suave.HParams(num_prototypes=3, supervised_only=True)
     params = {"head": {"prototypes": jnp.eye(3)}}
-    loss, _ = suave.loss_fn(hp, apply_fn, params, {}, {}, views, jnp.array([0, 1]), jnp.array(0))
+    loss, _ = suave.loss_fn(hp, apply_fn, params, {}, {}, views, jnp.array([0, 1]), jnp.array(0), KEY)
     assert seen == [2] and np.isfinite(float(loss))
     seen.clear()
-    suave.loss_fn(suave.HParams(num_prototypes=3), apply_fn, params, {}, {}, views, jnp.array([0, 1]), jnp.array(0))
+    suave.loss_fn(
+        suave.HParams(num_prototypes=3), apply_fn, params, {}, {}, views, jnp.array([0, 1]), jnp.array(0), KEY
+    )
     assert seen == [12]  # labeled and both global views share one forward: one resolution
+    seen.clear()
+    mixup = suave.HParams(num_prototypes=3, unlabeled_mixup_alpha=1.0, labeled_mixup_alpha=1.0)
+    loss, (_, _, metrics) = suave.loss_fn(
+        mixup, apply_fn, params, {}, {}, views, jnp.array([0, 1]), jnp.array(0), KEY
+    )
+    assert seen == [22] and np.isfinite(float(loss))  # plus one mixed copy of each global view

@@ -1,7 +1,7 @@
 """The methods: each a module of a few pure functions that the shared loop calls.
 
 A method module provides `hparams_from_config(config, num_classes)`, `build_head(hp)`,
-`init_extras(hp, params)`, `loss_fn(hp, apply_fn, params, batch_stats, extras, views, labels, step)`,
+`init_extras(hp, params)`, `loss_fn(hp, apply_fn, params, batch_stats, extras, views, labels, step, rng)`,
 `mask_gradients(hp, grads, step)`, `after_update(hp, params, extras, step)` and
 `eval_variables(params, batch_stats, extras)`.
 """

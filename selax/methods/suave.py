@@ -33,6 +33,8 @@ class HParams:
     queue_start_step: int = 0
     freeze_prototypes_steps: int = 0
     prototype_marginals: tuple[float, ...] | None = None  # None: equipartition.
+    labeled_mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixup of labeled images and labels; 0: off.
+    unlabeled_mixup_alpha: float = 0.0  # Mixed global views with mixed Sinkhorn targets; 0: off.
     supervised_only: bool = False  # The baseline: labeled images alone, no unlabeled image is seen.
 
 
@@ -93,22 +95,41 @@ def loss_fn(
     views: dict[str, Any],
     labels: jnp.ndarray,
     step: jnp.ndarray,
+    rng: jax.Array,
 ):
     """Suave's loss. `views['labeled'] [Bl, H, W, C]`, `views['unlabeled']`: global views first, `[Bu, h, w, C]` each.
 
+    With mixup on, labeled images are mixed with their batch neighbour (targets likewise), and each
+    global view gets a mixed copy whose target is the mix of the next global view's assignments.
     Returns `(loss, (batch_stats, extras, metrics))`; the loss includes the online linear head's
     cross-entropy on labeled images (which reaches only the linear head).
     """
-    crops = [views["labeled"]] if hp.supervised_only else [views["labeled"], *views["unlabeled"]]
+    labeled_key, unlabeled_key = jax.random.split(rng)
+    labeled_view = views["labeled"]
+    labeled_targets = losses.smoothed_one_hot(labels, hp.num_prototypes, hp.label_smoothing)
+    if hp.labeled_mixup_alpha > 0:
+        weight = jax.random.beta(labeled_key, hp.labeled_mixup_alpha, hp.labeled_mixup_alpha)
+        labeled_view = losses.mix_with_next(labeled_view, weight)
+        labeled_targets = losses.mix_with_next(labeled_targets, weight)
+    unlabeled_views = [] if hp.supervised_only else list(views["unlabeled"])
+    num_mixed = hp.num_global_views if hp.unlabeled_mixup_alpha > 0 and not hp.supervised_only else 0
+    unlabeled_weight = jax.random.beta(
+        unlabeled_key, hp.unlabeled_mixup_alpha or 1.0, hp.unlabeled_mixup_alpha or 1.0
+    )
+    mixed_views = [losses.mix_with_next(unlabeled_views[i], unlabeled_weight) for i in range(num_mixed)]
+
+    crops = [labeled_view, *unlabeled_views, *mixed_views]
     outputs, batch_stats = forward_crops(apply_fn, params, batch_stats, crops, train=True)
-    labeled, unlabeled = outputs[0], outputs[1:]
+    labeled = outputs[0]
+    unlabeled = outputs[1 : 1 + len(unlabeled_views)]
+    mixed = outputs[1 + len(unlabeled_views) :]
     num_classes = labeled["linear_logits"].shape[-1]
 
-    labeled_targets = losses.smoothed_one_hot(labels, hp.num_prototypes, hp.label_smoothing)
     labeled_rows = losses.soft_cross_entropy(labeled_targets, labeled["head_scores"] / hp.temperature)
-    linear_loss = jnp.mean(
-        losses.soft_cross_entropy(jax.nn.one_hot(labels, num_classes), labeled["linear_logits"])
+    linear_targets = (
+        labeled_targets if hp.num_prototypes == num_classes else jax.nn.one_hot(labels, num_classes)
     )
+    linear_loss = jnp.mean(losses.soft_cross_entropy(linear_targets, labeled["linear_logits"]))
     metrics = {
         "labeled_loss": jnp.mean(labeled_rows),
         "linear_loss": linear_loss,
@@ -127,6 +148,10 @@ def loss_fn(
     unlabeled_rows = losses.swapped_prediction_loss(
         targets, [o["head_scores"] / hp.temperature for o in unlabeled]
     )
+    for i, output in enumerate(mixed):
+        mixed_target = losses.mix_with_next(targets[(i + 1) % hp.num_global_views], unlabeled_weight)
+        mixed_rows = losses.soft_cross_entropy(mixed_target, output["head_scores"] / hp.temperature)
+        unlabeled_rows = jnp.concatenate([unlabeled_rows, mixed_rows])
     clustering_loss = losses.frequency_weighted_mean(labeled_rows, unlabeled_rows, hp.labeled_weight)
     if extras:
         new_embeddings = jnp.stack([unlabeled[i]["embedding"] for i in range(hp.num_global_views)])
