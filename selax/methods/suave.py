@@ -107,10 +107,11 @@ def loss_fn(
     labeled_key, unlabeled_key = jax.random.split(rng)
     labeled_view = views["labeled"]
     labeled_targets = losses.smoothed_one_hot(labels, hp.num_prototypes, hp.label_smoothing)
+    labeled_weight = 1.0  # Mixup weight of the labeled images: 1 is no mixup.
     if hp.labeled_mixup_alpha > 0:
-        weight = jax.random.beta(labeled_key, hp.labeled_mixup_alpha, hp.labeled_mixup_alpha)
-        labeled_view = losses.mix_with_next(labeled_view, weight)
-        labeled_targets = losses.mix_with_next(labeled_targets, weight)
+        labeled_weight = jax.random.beta(labeled_key, hp.labeled_mixup_alpha, hp.labeled_mixup_alpha)
+        labeled_view = losses.mix_with_next(labeled_view, labeled_weight)
+        labeled_targets = losses.mix_with_next(labeled_targets, labeled_weight)
     unlabeled_views = [] if hp.supervised_only else list(views["unlabeled"])
     num_mixed = hp.num_global_views if hp.unlabeled_mixup_alpha > 0 and not hp.supervised_only else 0
     unlabeled_weight = jax.random.beta(
@@ -126,9 +127,7 @@ def loss_fn(
     num_classes = labeled["linear_logits"].shape[-1]
 
     labeled_rows = losses.soft_cross_entropy(labeled_targets, labeled["head_scores"] / hp.temperature)
-    linear_targets = (
-        labeled_targets if hp.num_prototypes == num_classes else jax.nn.one_hot(labels, num_classes)
-    )
+    linear_targets = losses.mix_with_next(jax.nn.one_hot(labels, num_classes), labeled_weight)
     linear_loss = jnp.mean(losses.soft_cross_entropy(linear_targets, labeled["linear_logits"]))
     metrics = {
         "labeled_loss": jnp.mean(labeled_rows),
