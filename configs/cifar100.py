@@ -39,7 +39,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     epochs = 200
     config.num_steps = epochs * 50_000 // 256
     config.optimizer = dict(
-        name="sgd", base_lr=0.1, final_lr=1e-4, warmup_steps=10 * 50_000 // 256, weight_decay=5e-4, momentum=0.9
+        name="sgd",
+        base_lr=0.1,
+        final_lr=1e-4,
+        warmup_steps=10 * 50_000 // 256,
+        weight_decay=5e-4,
+        momentum=0.9,
     )
     config.suave = suave_fields()
     config.supervised_only = False

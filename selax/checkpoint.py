@@ -49,16 +49,30 @@ class Checkpointer:
         self._manager.close()
 
 
-def load_pretrained(variables: dict[str, Any], path: str) -> dict[str, Any]:
-    """`variables` with the modules found in a converted checkpoint (`selax.models.convert`) replaced.
-
-    The checkpoint holds `{'params': {'encoder': ..., ['projector': ...]}, ['batch_stats': ...]}`; every
-    module it has must match the model's tree and shapes exactly. Modules it lacks (the prototypes, the
-    heads) keep their fresh initialization, as the recipes re-initialize the prototypes.
-    """
+def read_pretrained(path: str) -> dict[str, Any]:
+    """`{'params': ..., ['batch_stats': ...]}` from a converted checkpoint (`selax.models.convert`) or
+    from the latest checkpoint of a selax workdir (a pre-training run, for a fine-tuning stage)."""
+    path = os.path.expanduser(path)
+    managed = os.path.join(path, "checkpoints")
+    if os.path.isdir(managed):
+        step = ocp.CheckpointManager(os.path.abspath(managed)).latest_step()
+        if step is None:
+            raise FileNotFoundError(f"{managed} holds no finished checkpoint to start from.")
+        state = ocp.StandardCheckpointer().restore(os.path.abspath(os.path.join(managed, str(step), "state")))
+        return {"params": state["params"], "batch_stats": state["batch_stats"]}
     from selax.models.convert import load_converted  # pylint: disable=g-import-not-at-top
 
-    pretrained = load_converted(os.path.expanduser(path))
+    return load_converted(path)
+
+
+def load_pretrained(variables: dict[str, Any], path: str) -> dict[str, Any]:
+    """`variables` with the modules found in the checkpoint at `path` (see `read_pretrained`) replaced.
+
+    Every module the checkpoint has (`encoder`, `projector`, and from a selax workdir also `head` and
+    `linear_head`) must match the model's tree and shapes exactly. Modules it lacks keep their fresh
+    initialization: a converted SwAV checkpoint has no prototypes, which the recipes re-initialize.
+    """
+    pretrained = read_pretrained(path)
     merged = {collection: dict(tree) for collection, tree in variables.items()}
     for collection, modules in pretrained.items():
         for module, tree in modules.items():

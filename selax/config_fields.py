@@ -129,3 +129,32 @@ def suave_imagenet(subset: str, words: list[str]) -> ml_collections.ConfigDict:
         config.suave.queue_length = 64
         config.suave.queue_start_step = 2
     return config
+
+
+def suave_imagenet_finetune(subset: str, words: list[str]) -> ml_collections.ConfigDict:
+    """The short fine-tuning stage after `suave_imagenet`: the whole network on the labeled subset.
+
+    Starts from the pre-training workdir named by `--config.model.init_checkpoint` (default
+    `/tmp/suave_imagenet_{subset}`), prototypes and linear head included; 5 epochs at lr 0.03 for
+    10%, 3 epochs at lr 0.02 for 1% (of the labeled subset), SGD, no unlabeled images.
+    """
+    config = suave_imagenet(subset, [w for w in words if w != "smoke"])
+    labeled_images = {"10pct": 128_116, "1pct": 12_811}[subset]
+    epochs, base_lr = (5, 0.03) if subset == "10pct" else (3, 0.02)
+    config.supervised_only = True
+    config.model.init_checkpoint = f"/tmp/suave_imagenet_{subset}"
+    config.augment.num_local = 0
+    config.suave.queue_length = 0
+    config.suave.unlabeled_mixup_alpha = 0.0
+    config.batch.unlabeled = 8  # The unlabeled stream is not read by a supervised-only step.
+    config.num_steps = epochs * labeled_images // config.batch.labeled
+    config.optimizer = dict(
+        name="sgd", base_lr=base_lr, final_lr=0.0, warmup_steps=0, weight_decay=0.0, momentum=0.9
+    )
+    config.eval_every_steps = 0
+    if "smoke" in words:
+        shrink_for_smoke(config)
+        config.model.encoder = "resnet18"
+        config.model.projector_hidden = (32,)
+        config.model.embedding_dim = 16
+    return config

@@ -193,7 +193,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
     if init and not os.path.exists(os.path.expanduser(init)):
         raise ValueError(
             f"config.model.init_checkpoint={init!r} does not exist: convert your PyTorch weights with"
-            " `python -m selax.models.convert` and point the config at the output directory."
+            " `python -m selax.models.convert` and point the config at the output directory (or name the"
+            " workdir of a selax pre-training run)."
         )
 
 

@@ -160,3 +160,14 @@ def test_init_checkpoint_replaces_the_encoder_and_keeps_fresh_prototypes(tmp_pat
     config = smoke_config(**{"model.init_checkpoint": str(tmp_path / "wrong")})
     with pytest.raises(ValueError, match="encoder does not match the model"):
         train.Experiment(config, sharding.data_mesh(jax.devices()[:1])).init_state()
+
+
+def test_fine_tuning_starts_from_a_pretraining_workdir(uninterrupted):
+    import orbax.checkpoint as ocp
+
+    workdir, _ = uninterrupted
+    config = smoke_config(**{"model.init_checkpoint": str(workdir), "supervised_only": True})
+    state = train.Experiment(config, sharding.data_mesh(jax.devices()[:1])).init_state()
+    saved = ocp.StandardCheckpointer().restore(str(workdir / "checkpoints" / "12" / "state"))
+    equal = jax.tree_util.tree_map(np.array_equal, jax.device_get(state.params), saved["params"])
+    assert all(jax.tree_util.tree_leaves(equal))  # prototypes and linear head included
