@@ -1,0 +1,297 @@
+"""Tests for selax.sinkhorn against an independent float64 NumPy log-domain Sinkhorn."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec
+
+from selax.sinkhorn import SinkhornInfo, sinkhorn, sinkhorn_labels
+
+
+def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
+    peak = np.max(x, axis=axis, keepdims=True)
+    return np.squeeze(peak, axis) + np.log(np.sum(np.exp(x - peak), axis=axis))
+
+
+def reference_sinkhorn(scores, epsilon, num_iters, sample_marginals=None, prototype_marginals=None,
+                       tol=None):
+    """Float64 log-domain Sinkhorn: column update then row update, starting from f = g = 0.
+
+    Returns (plan normalized to total mass 1, iterations run, column L1 errors after each).
+    """
+    scores = np.asarray(scores, np.float64)
+    num_samples, num_prototypes = scores.shape
+    a = np.full(num_samples, 1.0) if sample_marginals is None else np.asarray(sample_marginals, np.float64)
+    b = np.full(num_prototypes, 1.0) if prototype_marginals is None else np.asarray(prototype_marginals, np.float64)
+    a, b = a / a.sum(), b / b.sum()
+    f, g = np.zeros(num_samples), np.zeros(num_prototypes)
+    errors = []
+    for _ in range(num_iters):
+        g = epsilon * (np.log(b) - _logsumexp((scores + f[:, None]) / epsilon, axis=0))
+        f = epsilon * (np.log(a) - _logsumexp((scores + g[None, :]) / epsilon, axis=1))
+        plan = np.exp((scores + f[:, None] + g[None, :]) / epsilon)
+        errors.append(np.abs(plan.sum(axis=0) - b).sum())
+        if tol is not None and errors[-1] < tol:
+            break
+    return plan, len(errors), errors
+
+
+def reference_assignment(scores, epsilon, num_iters, sample_marginals=None, prototype_marginals=None):
+    plan, _, _ = reference_sinkhorn(scores, epsilon, num_iters, sample_marginals, prototype_marginals)
+    return plan / plan.sum(axis=1, keepdims=True)
+
+
+def exp_domain_swav(scores, epsilon, num_iters):
+    """The usual exp-domain loop in float32, to show where it breaks."""
+    with np.errstate(all="ignore"):
+        q = np.exp(np.asarray(scores, np.float32) / np.float32(epsilon))
+        q /= q.sum()
+        for _ in range(num_iters):
+            q /= q.sum(axis=0, keepdims=True) * q.shape[1]
+            q /= q.sum(axis=1, keepdims=True) * q.shape[0]
+        return q * q.shape[0]
+
+
+def cosine_scores(seed, num_samples=96, num_prototypes=16, dim=8):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(num_samples, dim))
+    c = rng.normal(size=(num_prototypes, dim))
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    return (z @ c.T).astype(np.float32)
+
+
+def log_softmax_scores(seed, num_samples=96, num_prototypes=16, scale=4.0):
+    logits = scale * np.random.default_rng(seed).normal(size=(num_samples, num_prototypes))
+    return (logits - _logsumexp(logits, axis=1)[:, None]).astype(np.float32)
+
+
+def random_marginals(seed, length, total):
+    m = np.random.default_rng(seed).uniform(0.2, 1.0, size=length)
+    return (m * total / m.sum()).astype(np.float32)
+
+
+def test_swav_call_matches_reference_and_rows_sum_to_one():
+    scores = cosine_scores(0)
+    q = sinkhorn(jnp.asarray(scores), 0.05, num_iters=3)
+    assert q.shape == scores.shape and q.dtype == jnp.float32
+    np.testing.assert_allclose(np.sum(q, axis=1), 1.0, atol=1e-5)
+    assert np.max(np.abs(q - reference_assignment(scores, 0.05, 3))) <= 1e-5
+    # The defaults are the SwAV call.
+    np.testing.assert_array_equal(sinkhorn(jnp.asarray(scores)), q)
+
+
+@pytest.mark.parametrize("num_iters", [1, 2, 40])
+def test_fixed_iterations_match_reference(num_iters):
+    scores = cosine_scores(1, 80, 12)
+    q, info = sinkhorn(jnp.asarray(scores), 0.05, num_iters=num_iters, return_info=True)
+    _, _, errors = reference_sinkhorn(scores, 0.05, num_iters)
+    assert np.max(np.abs(q - reference_assignment(scores, 0.05, num_iters))) <= 1e-5
+    assert int(info.num_iters_run) == num_iters
+    np.testing.assert_allclose(float(info.marginal_error), errors[-1], rtol=1e-3, atol=1e-6)
+    assert bool(info.converged)  # fixed mode: finite
+
+
+@pytest.mark.parametrize("epsilon, tol", [(0.05, 1e-4), (1 / 25, 1e-3)])
+def test_tolerance_mode_stops_at_first_iteration_below_tol(epsilon, tol):
+    scores = log_softmax_scores(2) if epsilon == 1 / 25 else cosine_scores(2)
+    q, info = sinkhorn(jnp.asarray(scores), epsilon, tol=tol, max_iters=3000, return_info=True)
+    iters = int(info.num_iters_run)
+    _, _, errors = reference_sinkhorn(scores, epsilon, iters)
+    assert bool(info.converged) and float(info.marginal_error) < tol
+    assert errors[-2] > 0.99 * tol  # it did not stop late
+    assert np.max(np.abs(q - reference_assignment(scores, epsilon, iters))) <= 1e-5
+
+
+def test_tolerance_not_reached_reports_not_converged():
+    scores = cosine_scores(3)
+    _, info = sinkhorn(jnp.asarray(scores), 0.05, tol=1e-9, max_iters=15, return_info=True)
+    assert isinstance(info, SinkhornInfo)
+    assert int(info.num_iters_run) == 15 and not bool(info.converged)
+
+
+def test_non_uniform_marginals_plan_and_assignment():
+    scores = cosine_scores(4, 64, 10)
+    a, b = random_marginals(5, 64, 3.0), random_marginals(6, 10, 3.0)
+    plan, info = sinkhorn(jnp.asarray(scores), 0.05, tol=1e-5, max_iters=2000, sample_marginals=a,
+                          prototype_marginals=b, return_plan=True, return_info=True)
+    iters = int(info.num_iters_run)
+    ref_plan, _, _ = reference_sinkhorn(scores, 0.05, iters, a, b)
+    assert np.max(np.abs(plan - 3.0 * ref_plan)) <= 1e-5 * 3.0 / 64  # entries are ~3 / (64 * 10)
+    np.testing.assert_allclose(np.sum(plan, axis=1), a, rtol=1e-4)
+    np.testing.assert_allclose(np.sum(plan, axis=0), b, rtol=1e-4, atol=1e-5)
+    q = sinkhorn(jnp.asarray(scores), 0.05, num_iters=20, sample_marginals=a, prototype_marginals=b)
+    assert np.max(np.abs(q - reference_assignment(scores, 0.05, 20, a, b))) <= 1e-5
+
+
+def test_one_marginal_given_other_is_uniform_with_same_total():
+    scores = cosine_scores(7, 48, 8)
+    b = random_marginals(8, 8, 5.0)
+    plan = sinkhorn(jnp.asarray(scores), 0.05, num_iters=30, prototype_marginals=b, return_plan=True)
+    np.testing.assert_allclose(np.sum(plan, axis=1), 5.0 / 48, rtol=1e-5)
+    ref_plan, _, _ = reference_sinkhorn(scores, 0.05, 30, None, b)
+    assert np.max(np.abs(plan - 5.0 * ref_plan)) <= 1e-6
+
+
+@pytest.mark.parametrize(
+    "name, scores, epsilon, num_iters, atol",
+    [
+        # epsilon 1e-3 on cosine scores: exp(S / eps) overflows float32.
+        ("small_epsilon", cosine_scores(9, 64, 12), 1e-3, 60, 3e-5),
+        # SeLa's P^lambda, lambda = 25, on confident log-softmax outputs.
+        ("sela_lambda_25", log_softmax_scores(10, scale=30.0), 1 / 25, 60, 1e-5),
+        # Unnormalized scores |s| <= 1e3 at epsilon 1e-3: S / eps reaches 1e6, where float32
+        # rounding of S + g alone moves exponents by ~0.06, so agreement is checked to 0.1.
+        ("huge_scores", 1e3 * cosine_scores(11, 64, 12), 1e-3, 30, 0.1),
+    ],
+)
+def test_extreme_inputs_stay_finite_and_match_reference(name, scores, epsilon, num_iters, atol):
+    q = np.asarray(sinkhorn(jnp.asarray(scores), epsilon, num_iters=num_iters))
+    ref = reference_assignment(scores, epsilon, num_iters)
+    assert np.all(np.isfinite(q)), name
+    np.testing.assert_allclose(q.sum(axis=1), 1.0, atol=1e-5)
+    assert np.max(np.abs(q - ref)) <= atol, name
+    np.testing.assert_array_equal(np.argmax(q, axis=1), np.argmax(ref, axis=1))
+    if name != "sela_lambda_25":  # where the exp-domain loop breaks
+        naive = exp_domain_swav(scores, epsilon, num_iters)
+        assert not np.all(np.isfinite(naive)) or np.max(np.abs(naive - ref)) > 0.5
+
+
+def test_jit_with_traced_epsilon_and_tolerance_equals_eager():
+    scores = jnp.asarray(cosine_scores(12))
+    fn = jax.jit(lambda s, eps, tol: sinkhorn(s, eps, tol=tol, max_iters=500, return_info=True))
+    q_jit, info_jit = fn(scores, 0.05, 1e-3)
+    q, info = sinkhorn(scores, 0.05, tol=1e-3, max_iters=500, return_info=True)
+    np.testing.assert_allclose(q_jit, q, atol=1e-7)
+    assert int(info_jit.num_iters_run) == int(info.num_iters_run)
+
+
+def test_vmap_over_heads_equals_per_head():
+    heads = jnp.stack([jnp.asarray(cosine_scores(20 + h, 64, 10)) for h in range(3)])
+    fn = jax.vmap(lambda s: sinkhorn(s, 0.05, tol=1e-4, max_iters=400, return_info=True))
+    q, info = fn(heads)
+    assert q.shape == heads.shape and info.num_iters_run.shape == (3,)
+    for h in range(3):
+        q_h, info_h = sinkhorn(heads[h], 0.05, tol=1e-4, max_iters=400, return_info=True)
+        np.testing.assert_allclose(q[h], q_h, atol=1e-6)
+        assert int(info.num_iters_run[h]) == int(info_h.num_iters_run)
+
+
+@pytest.mark.parametrize("mode", [dict(num_iters=3), dict(num_iters=25)])
+def test_sharded_along_samples_equals_unsharded(mode):
+    assert jax.device_count() == 8
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    sharding = NamedSharding(mesh, PartitionSpec("data", None))
+    scores = jnp.asarray(cosine_scores(30, 128, 16))
+    fn = jax.jit(lambda s: sinkhorn(s, 0.05, **mode), in_shardings=sharding, out_shardings=sharding)
+    sharded_scores = jax.device_put(scores, sharding)
+    q = fn(sharded_scores)
+    assert isinstance(q, jax.Array) and q.sharding.is_equivalent_to(sharding, 2)
+    assert len(q.addressable_shards) == 8
+    np.testing.assert_allclose(q, sinkhorn(scores, 0.05, **mode), atol=1e-6)
+    compiled = fn.lower(sharded_scores).compile().as_text()
+    assert "all-reduce" in compiled  # column sums reduced by the compiler
+    assert "callback" not in compiled.lower()  # no host round trip
+
+
+def test_gradient_is_stopped():
+    scores = jnp.asarray(cosine_scores(31, 32, 8))
+    weights = jnp.asarray(np.random.default_rng(0).normal(size=scores.shape), jnp.float32)
+    for kwargs in (dict(num_iters=3), dict(tol=1e-3, max_iters=100)):
+        grad = jax.grad(lambda s: jnp.sum(sinkhorn(s, 0.05, **kwargs) * weights))(scores)
+        np.testing.assert_array_equal(grad, jnp.zeros_like(scores))
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_low_precision_input_is_computed_in_float32(dtype):
+    scores = jnp.asarray(cosine_scores(32)).astype(dtype)
+    q = sinkhorn(scores, 0.05, num_iters=10)
+    assert q.dtype == jnp.float32
+    upcast = np.asarray(scores.astype(jnp.float32))
+    assert np.max(np.abs(q - reference_assignment(upcast, 0.05, 10))) <= 1e-5
+
+
+@pytest.mark.parametrize(
+    "scores, epsilon, kwargs",
+    [
+        (cosine_scores(40, 100, 12), 0.05, dict(tol=1e-4, max_iters=1000)),
+        (cosine_scores(41, 100, 12), 0.05, dict(num_iters=3, prototype_marginals=random_marginals(1, 12, 1.0))),
+        (log_softmax_scores(42, 100, 12), 1 / 25, dict(tol=1e-3, max_iters=1000)),
+        # epsilon 1e-3: column sums underflow, exercising the column-logsumexp fallback.
+        (cosine_scores(43, 100, 12), 1e-3, dict(num_iters=20)),
+    ],
+)
+def test_chunked_labels_equal_dense_argmax(scores, epsilon, kwargs):
+    dense, dense_info = sinkhorn(jnp.asarray(scores), epsilon, return_info=True, **kwargs)
+    for chunk_size in (32, 1000):  # 32 does not divide 100 (the last block overlaps); 1000 > N
+        labels, info = sinkhorn_labels(jnp.asarray(scores), epsilon, chunk_size=chunk_size,
+                                       return_info=True, **kwargs)
+        assert labels.dtype == jnp.int32 and labels.shape == (100,)
+        np.testing.assert_array_equal(labels, np.argmax(dense, axis=1))
+        assert int(info.num_iters_run) == int(dense_info.num_iters_run)
+        np.testing.assert_allclose(float(info.marginal_error), float(dense_info.marginal_error),
+                                   rtol=1e-3, atol=1e-6)
+
+
+def test_chunked_labels_accept_bfloat16_and_match_reference():
+    scores = jnp.asarray(log_softmax_scores(44, 200, 16)).astype(jnp.bfloat16)
+    labels, info = sinkhorn_labels(scores, 1 / 25, tol=1e-4, max_iters=2000, chunk_size=64,
+                                   return_info=True)
+    plan, _, _ = reference_sinkhorn(np.asarray(scores.astype(jnp.float32)), 1 / 25,
+                                    int(info.num_iters_run))
+    np.testing.assert_array_equal(labels, np.argmax(plan, axis=1))
+    assert bool(info.converged)
+
+
+@pytest.mark.parametrize("solver", [sinkhorn, sinkhorn_labels])
+@pytest.mark.parametrize(
+    "scores, epsilon, kwargs, message",
+    [
+        (np.zeros((2, 3, 4), np.float32), 0.05, {}, "rank 2"),
+        (np.zeros((4, 3), np.float32), 0.0, {}, "epsilon must be > 0"),
+        (np.zeros((4, 3), np.float32), -1.0, {}, "epsilon must be > 0"),
+        (np.array([[0.0, np.nan], [1.0, 0.0]], np.float32), 0.05, {}, "NaN or inf"),
+        (np.array([[0.0, np.inf], [1.0, 0.0]], np.float32), 0.05, {}, "NaN or inf"),
+        (np.zeros((4, 3), np.float32), 0.05, dict(sample_marginals=np.array([1.0, 1.0, -1.0, 1.0])),
+         "sample_marginals must be finite and strictly positive"),
+        (np.zeros((4, 3), np.float32), 0.05, dict(prototype_marginals=np.array([1.0, 0.0, 1.0])),
+         "prototype_marginals must be finite and strictly positive"),
+        (np.zeros((4, 3), np.float32), 0.05, dict(prototype_marginals=np.ones(4)), r"shape \[3\]"),
+        (np.zeros((4, 3), np.float32), 0.05,
+         dict(sample_marginals=np.ones(4), prototype_marginals=np.ones(3)), "same total"),
+        (np.zeros((4, 3), np.float32), 0.05, dict(tol=1e-3), "tol was given without max_iters"),
+        (np.zeros((4, 3), np.float32), 0.05, dict(num_iters=0), "num_iters must be"),
+    ],
+)
+def test_bad_input_raises_clear_value_error(solver, scores, epsilon, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        solver(scores, epsilon, **kwargs)
+
+
+def test_nan_scores_inside_jit_propagate_and_report_not_converged():
+    scores = jnp.asarray(cosine_scores(50, 16, 4)).at[3, 1].set(jnp.nan)
+    q, info = jax.jit(lambda s: sinkhorn(s, 0.05, tol=1e-3, max_iters=7, return_info=True))(scores)
+    assert np.all(np.isnan(q))
+    assert not bool(info.converged) and int(info.num_iters_run) == 7
+    _, info = jax.jit(lambda s: sinkhorn(s, 0.05, num_iters=3, return_info=True))(scores)
+    assert not bool(info.converged)
+    _, info = jax.jit(lambda s: sinkhorn_labels(s, 0.05, tol=1e-3, max_iters=5, return_info=True))(scores)
+    assert not bool(info.converged) and int(info.num_iters_run) == 5
+
+
+def test_import_pulls_in_jax_only():
+    code = (
+        "import sys, selax.sinkhorn\n"
+        "heavy = {'tensorflow', 'tensorflow_datasets', 'flax', 'orbax', 'optax'} & "
+        "{name.split('.')[0] for name in sys.modules}\n"
+        "assert not heavy, heavy\n"
+        "assert 'jax' in sys.modules\n"
+    )
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
