@@ -1,0 +1,300 @@
+"""Train-step throughput (images/s) of selax encoders in JAX vs the same models in PyTorch, on this CPU.
+
+A step is forward + backward + SGD-momentum update of the encoder and a 10-way linear classifier
+(cross-entropy on random labels), jitted in JAX; compile and warm-up steps are excluded. Each row runs
+in its own subprocess because XLA_FLAGS are read once, at backend start. PyTorch rows are skipped when
+torch is missing.
+
+A second table times single layers of the CIFAR ResNet-18 (3x3 conv 64->64 on [64, 32, 32, 64], BatchNorm +
+ReLU) in process CPU seconds, JAX (default threads) vs PyTorch (1 thread, channels_last), to locate the gap.
+
+Usage:
+  python experiments/bench_models.py                          # ~4 min on 2 idle cores
+  python experiments/bench_models.py --xla-variants all       # also the XLA flag variants on the CIFAR ResNet-18
+  python experiments/bench_models.py --steps 3 --cases small_cnn --no-layers
+Writes experiments/results/bench_models.json.
+"""
+
+import argparse
+import functools
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+BATCH = 64
+# name -> (encoder name in selax.models, image shape [H, W, C], description)
+CASES = {
+    "small_cnn": ("small_cnn", (8, 8, 1), "digits 8x8"),
+    "resnet18_cifar": ("resnet18_cifar", (32, 32, 3), "CIFAR stem 32x32"),
+    "resnet18_imagenet": ("resnet18", (96, 96, 3), "ImageNet stem 96x96"),
+}
+# name -> (XLA_FLAGS, computation dtype); all tried on the CIFAR ResNet-18, the case with a known gap.
+JAX_VARIANTS = {
+    "default": ("", "float32"),
+    "bfloat16": ("", "bfloat16"),
+    "xnnpack": ("--xla_cpu_use_xnnpack=true", "float32"),
+    "fast_math": ("--xla_cpu_enable_fast_math=true", "float32"),
+    "single_thread_eigen": ("--xla_cpu_multi_thread_eigen=false", "float32"),
+}
+VARIANT_CASE = "resnet18_cifar"
+
+
+def time_steps(step, steps: int, warmup: int = 2) -> dict:
+  """Runs `step()` `warmup` times (the first includes compilation), then `steps` timed times.
+
+  Returns the first call's wall time, and wall and process CPU seconds per timed step. On a shared
+  machine CPU time is the steadier figure for single-threaded runs (it ignores waiting for a core).
+  """
+  start = time.perf_counter()
+  step()
+  first = time.perf_counter() - start
+  for _ in range(warmup - 1):
+    step()
+  start, cpu_start = time.perf_counter(), time.process_time()
+  for _ in range(steps):
+    step()
+  return {"first_step_s": first, "step_s": (time.perf_counter() - start) / steps,
+          "cpu_s_per_step": (time.process_time() - cpu_start) / steps}
+
+
+def jax_row(case: str, dtype_name: str, steps: int) -> dict:
+  """Times the selax encoder's train step in this process."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+  import optax  # pylint: disable=import-outside-toplevel
+
+  from selax.models import FEATURE_DIMS, build_encoder  # pylint: disable=import-outside-toplevel
+
+  encoder_name, shape, _ = CASES[case]
+  encoder = build_encoder(encoder_name, dtype=jnp.dtype(dtype_name))
+  classifier = nn.Dense(10)
+  images = jax.random.normal(jax.random.key(0), (BATCH, *shape))
+  labels = jax.random.randint(jax.random.key(1), (BATCH,), 0, 10)
+  variables = encoder.init(jax.random.key(2), images)
+  features = jnp.zeros((1, FEATURE_DIMS[encoder_name]))
+  params = {"encoder": variables["params"], "classifier": classifier.init(jax.random.key(3), features)["params"]}
+  optimizer = optax.sgd(0.01, momentum=0.9)
+  state = (params, variables.get("batch_stats", {}), optimizer.init(params))
+
+  def loss_fn(params, batch_stats):
+    features, updates = encoder.apply({"params": params["encoder"], "batch_stats": batch_stats}, images, train=True,
+                                      mutable=["batch_stats"])
+    logits = classifier.apply({"params": params["classifier"]}, features)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), updates["batch_stats"]
+
+  @functools.partial(jax.jit, donate_argnums=0)
+  def train_step(state):
+    params, batch_stats, opt_state = state
+    (_, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), batch_stats, opt_state
+
+  def step():
+    nonlocal state
+    state = jax.block_until_ready(train_step(state))
+
+  return time_steps(step, steps)
+
+
+def torch_models(case: str):
+  """The same encoder + classifier as selax's, built from torch.nn layers."""
+  import torch.nn as tnn  # pylint: disable=import-outside-toplevel
+
+  class BasicBlock(tnn.Module):
+    def __init__(self, c_in: int, width: int, stride: int):
+      super().__init__()
+      self.body = tnn.Sequential(
+          tnn.Conv2d(c_in, width, 3, stride, 1, bias=False), tnn.BatchNorm2d(width), tnn.ReLU(),
+          tnn.Conv2d(width, width, 3, 1, 1, bias=False), tnn.BatchNorm2d(width))
+      self.shortcut = tnn.Identity()
+      if stride != 1 or c_in != width:
+        self.shortcut = tnn.Sequential(tnn.Conv2d(c_in, width, 1, stride, bias=False), tnn.BatchNorm2d(width))
+
+    def forward(self, x):
+      return (self.body(x) + self.shortcut(x)).relu()
+
+  if case == "small_cnn":
+    layers, c_in, size = [], 1, 8
+    for i, width in enumerate((32, 64, 128)):
+      layers += [tnn.Conv2d(c_in, width, 3, 1, 1, bias=False), tnn.BatchNorm2d(width), tnn.ReLU()]
+      if i < 2 and size >= 4:
+        layers.append(tnn.AvgPool2d(2))
+        size //= 2
+      c_in = width
+  else:
+    cifar = case == "resnet18_cifar"
+    layers = [tnn.Conv2d(3, 64, 3 if cifar else 7, 1 if cifar else 2, 1 if cifar else 3, bias=False),
+              tnn.BatchNorm2d(64), tnn.ReLU()] + ([] if cifar else [tnn.MaxPool2d(3, 2, 1)])
+    c_in = 64
+    for stage in range(4):
+      for index in range(2):
+        layers.append(BasicBlock(c_in, 64 * 2**stage, 2 if stage > 0 and index == 0 else 1))
+        c_in = 64 * 2**stage
+  return tnn.Sequential(*layers, tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(c_in, 10))
+
+
+def torch_row(case: str, channels_last: bool, threads: int, steps: int) -> dict:
+  """Times the PyTorch twin's train step in this process, on `threads` intra-op threads."""
+  import torch  # pylint: disable=import-outside-toplevel
+
+  torch.set_num_threads(threads)
+  torch.manual_seed(0)
+  _, (height, width, channels), _ = CASES[case]
+  model = torch_models(case).train()
+  images = torch.randn(BATCH, channels, height, width)
+  labels = torch.randint(0, 10, (BATCH,))
+  if channels_last:
+    model = model.to(memory_format=torch.channels_last)
+    images = images.contiguous(memory_format=torch.channels_last)
+  optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+  def step():
+    optimizer.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(model(images), labels).backward()
+    optimizer.step()
+
+  return time_steps(step, steps)
+
+
+def jax_layer_times(steps: int) -> dict[str, float]:
+  """Process CPU seconds per call of single ResNet-18 layers in JAX (forward kept in every gradient)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+
+  x = jax.random.normal(jax.random.key(0), (BATCH, 32, 32, 64))
+  kernel = jax.random.normal(jax.random.key(1), (3, 3, 64, 64)) * 0.05
+  cotangent = jax.random.normal(jax.random.key(2), x.shape)
+  conv = lambda x, kernel: jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
+                                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  conv_loss = lambda x, kernel: jnp.sum(conv(x, kernel) * cotangent)
+  batch_norm = nn.BatchNorm(use_running_average=False, momentum=0.9)
+  bn_variables = batch_norm.init(jax.random.key(3), x)
+
+  def bn_loss(params, x):
+    out, _ = batch_norm.apply({**bn_variables, "params": params}, x, mutable=["batch_stats"])
+    return jnp.sum(nn.relu(out) * cotangent)
+
+  calls = {
+      "conv fwd": (jax.jit(conv), (x, kernel)),
+      "conv fwd + input grad": (jax.jit(jax.value_and_grad(conv_loss, 0)), (x, kernel)),
+      "conv fwd + kernel grad": (jax.jit(jax.value_and_grad(conv_loss, 1)), (x, kernel)),
+      "BN+ReLU fwd + grads": (jax.jit(jax.value_and_grad(bn_loss, (0, 1))), (bn_variables["params"], x)),
+  }
+  return {name: time_steps(lambda: jax.block_until_ready(fn(*args)), steps)["cpu_s_per_step"]
+          for name, (fn, args) in calls.items()}
+
+
+def torch_layer_times(steps: int) -> dict[str, float]:
+  """The same layers in PyTorch, 1 thread, channels_last."""
+  import torch  # pylint: disable=import-outside-toplevel
+
+  torch.set_num_threads(1)
+  x = torch.randn(BATCH, 64, 32, 32).contiguous(memory_format=torch.channels_last).requires_grad_()
+  conv = torch.nn.Conv2d(64, 64, 3, 1, 1, bias=False).to(memory_format=torch.channels_last)
+  batch_norm = torch.nn.BatchNorm2d(64)
+  cotangent = torch.randn(x.shape).contiguous(memory_format=torch.channels_last)
+
+  def conv_fwd():
+    with torch.no_grad():
+      conv(x)
+
+  calls = {
+      "conv fwd": conv_fwd,
+      "conv fwd + input grad": lambda: torch.autograd.grad(conv(x), [x], cotangent),
+      "conv fwd + kernel grad": lambda: torch.autograd.grad(conv(x), [conv.weight], cotangent),
+      "BN+ReLU fwd + grads": lambda: torch.autograd.grad(batch_norm(x).relu(), [x, batch_norm.weight, batch_norm.bias],
+                                                         cotangent),
+  }
+  return {name: time_steps(fn, steps)["cpu_s_per_step"] for name, fn in calls.items()}
+
+
+def run_worker(row: dict, steps: int) -> dict | None:
+  """Runs one row in a fresh interpreter (with its XLA_FLAGS); None when it fails (e.g. torch missing)."""
+  env = dict(os.environ, XLA_FLAGS=row.get("xla_flags", ""))
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+  command = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(row), "--steps", str(steps)]
+  result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+  if result.returncode:
+    print(f"  {row['framework']} {row['case']} {row.get('variant', '')}: failed: {result.stderr.strip().splitlines()[-1:]}")
+    return None
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def plan(cases: list[str], xla_variants: list[str]) -> list[dict]:
+  """Rows to run: JAX (default, plus `xla_variants` on the CIFAR ResNet-18), then PyTorch on 1 and all threads."""
+  rows = []
+  for case in cases:
+    for variant in (xla_variants if case == VARIANT_CASE else ["default"]):
+      flags, dtype = JAX_VARIANTS[variant]
+      rows.append({"framework": "jax", "case": case, "variant": variant, "xla_flags": flags, "dtype": dtype})
+    for threads in sorted({1, os.cpu_count()}):
+      rows.append({"framework": "torch", "case": case, "threads": threads, "channels_last": case != "small_cnn",
+                   "variant": f"{threads} thread{'s' * (threads > 1)}" + (", channels_last" * (case != "small_cnn"))})
+  return rows
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--steps", type=int, default=5, help="timed steps per row")
+  parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {list(CASES)}")
+  parser.add_argument("--output", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                                       "bench_models.json"))
+  parser.add_argument("--xla-variants", default="default,bfloat16",
+                      help=f"comma-separated subset of {list(JAX_VARIANTS)}, or 'all'")
+  parser.add_argument("--no-layers", action="store_true", help="skip the single-layer table")
+  parser.add_argument("--worker", help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.worker:
+    row = json.loads(args.worker)
+    if row["case"] == "layers":
+      timing = {"ops": (jax_layer_times if row["framework"] == "jax" else torch_layer_times)(args.steps)}
+    elif row["framework"] == "jax":
+      timing = jax_row(row["case"], row["dtype"], args.steps)
+    else:
+      timing = torch_row(row["case"], row["channels_last"], row["threads"], args.steps)
+    print(json.dumps({**row, **timing}))
+    return
+  unknown = set(args.cases.split(",")) - set(CASES)
+  if unknown:
+    raise ValueError(f"Unknown cases {sorted(unknown)}; choose from {list(CASES)}.")
+  xla_variants = list(JAX_VARIANTS) if args.xla_variants == "all" else args.xla_variants.split(",")
+  if set(xla_variants) - set(JAX_VARIANTS):
+    raise ValueError(f"Unknown XLA variants {sorted(set(xla_variants) - set(JAX_VARIANTS))}; choose from "
+                     f"{list(JAX_VARIANTS)} or 'all'.")
+  results = []
+  print(f"{'case':<20} {'framework':<6} {'variant':<26} {'images/s':>9} {'step s':>8} {'first s':>8} {'cpu s':>7} {'load':>5}")
+  for row in plan(args.cases.split(","), xla_variants):
+    result = run_worker(row, args.steps)
+    if result is None:
+      continue
+    result["images_per_s"] = BATCH / result["step_s"]
+    result["load_average_1min"] = os.getloadavg()[0]
+    results.append(result)
+    print(f"{CASES[row['case']][2]:<20} {row['framework']:<6} {row['variant']:<26} {result['images_per_s']:>9.1f} "
+          f"{result['step_s']:>8.3f} {result['first_step_s']:>8.2f} {result['cpu_s_per_step']:>7.3f} "
+          f"{result['load_average_1min']:>5.1f}", flush=True)
+  layers = {}
+  if not args.no_layers:
+    for framework in ("jax", "torch"):
+      result = run_worker({"framework": framework, "case": "layers"}, args.steps)
+      if result is not None:
+        layers[framework] = result["ops"]
+    print(f"\n{'layer (CPU s per call)':<26} " + " ".join(f"{framework:>8}" for framework in layers))
+    for op in next(iter(layers.values()), {}):
+      print(f"{op:<26} " + " ".join(f"{layers[framework][op]:>8.4f}" for framework in layers))
+  os.makedirs(os.path.dirname(args.output), exist_ok=True)
+  with open(args.output, "w") as f:
+    json.dump({"batch": BATCH, "steps": args.steps, "machine": platform.processor() or platform.machine(),
+               "cpu_count": os.cpu_count(), "xla_variants": xla_variants, "rows": results,
+               "layer_cpu_s": layers}, f, indent=1)
+  print(f"Wrote {args.output}")
+
+
+if __name__ == "__main__":
+  main()
