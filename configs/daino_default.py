@@ -21,7 +21,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model = dict(
         encoder="small_cnn",
         encoder_kwargs=dict(stage_widths=(32, 64, 128)),
-        projector_hidden=None,  # The DINO head sits on the encoder features.
+        projector_hidden=placeholder(tuple),  # None: the DINO head sits on the encoder features.
         embedding_dim=0,
         init_checkpoint="",
     )

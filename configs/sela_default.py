@@ -22,7 +22,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model = dict(
         encoder="small_cnn",
         encoder_kwargs=dict(stage_widths=(32, 64, 128)),
-        projector_hidden=None,  # SeLa's heads are linear layers on the encoder features.
+        projector_hidden=placeholder(tuple),  # None: SeLa's heads are linear layers on the encoder features.
         embedding_dim=0,
         init_checkpoint="",
     )
@@ -43,6 +43,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         num_clusters=10,
         num_heads=4,
         num_label_updates=40,
+        temperature=placeholder(float),
         lam=25.0,
         sinkhorn_tol=1e-3,
         sinkhorn_max_iters=1000,

@@ -243,3 +243,10 @@ def test_smoke_config_runs_end_to_end(tmp_path, module, expected_keys):
     for key in expected_keys:
         assert 0.0 <= metrics[key] <= 1.0, (key, metrics[key])
     assert metrics["train/steps"] == config.num_steps
+
+
+def test_semi_supervised_methods_refuse_an_empty_labeled_stream(tmp_path):
+    config = importlib.import_module("configs.daino_default").get_config("smoke")
+    config.batch.labeled = 0
+    with pytest.raises(ValueError, match="config.batch.labeled=0 must be a positive multiple"):
+        train.run(config, str(tmp_path))

@@ -6,8 +6,11 @@ training set: each head's log-probabilities `[N, K]` are turned into an equipart
 `P^lambda` by `selax.sinkhorn.sinkhorn_labels` (epsilon = 1 / lambda) and each image takes its argmax.
 No ground-truth label is used for training.
 
-The head is `PrototypeHead(K, num_heads=T)` on the (projector-less, un-normalized) encoder features
-without the unit-norm constraint: a plain bias-free linear layer per head, as in SeLa.
+The head is `PrototypeHead(K, num_heads=T)`. With `temperature=None` (SeLa's choice) it is a plain
+bias-free linear layer per head on the embedding (the encoder features when there is no projector).
+With a temperature, the prototypes are kept unit-norm after each step and the scores (cosine
+similarities when a projector L2-normalizes the embedding) are divided by it: bounded logits, which
+keep the network from becoming so confident in its own labels that the label updates stop moving them.
 """
 
 import dataclasses
@@ -18,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from selax.models.heads import PrototypeHead
+from selax.models.heads import PrototypeHead, normalize_prototypes
 from selax.sinkhorn import sinkhorn_labels
 
 SEMI_SUPERVISED = False
@@ -33,6 +36,7 @@ class HParams:
     num_examples: int
     num_steps: int
     num_label_updates: int
+    temperature: float | None = None  # None: plain linear heads; else unit-norm prototypes, scores / temperature.
     lam: float = 25.0  # Sinkhorn's lambda; epsilon = 1 / lambda.
     sinkhorn_tol: float = 1e-3  # L1 column-marginal error (selax.sinkhorn).
     sinkhorn_max_iters: int = 1000
@@ -82,10 +86,15 @@ def extras_update_steps(hp: HParams) -> tuple[int, ...]:
     return label_update_steps(hp.num_steps, hp.num_label_updates)
 
 
+def logits(hp: HParams, head_scores: jnp.ndarray) -> jnp.ndarray:
+    """The heads' logits: the scores, divided by the temperature when there is one."""
+    return head_scores if hp.temperature is None else head_scores / hp.temperature
+
+
 def pseudo_labels(hp: HParams, head_scores: np.ndarray) -> jax.Array:
     """Labels int32 `[T, N]` from every image's head scores `[N, T, K]`: per head, the argmax of the
-    equipartitioned Sinkhorn plan of the log-softmax scores with epsilon = 1 / lambda."""
-    log_probs = jax.nn.log_softmax(jnp.asarray(head_scores, jnp.float32), axis=-1)
+    equipartitioned Sinkhorn plan of the log-softmax logits with epsilon = 1 / lambda."""
+    log_probs = jax.nn.log_softmax(logits(hp, jnp.asarray(head_scores, jnp.float32)), axis=-1)
     return jnp.stack(
         [
             sinkhorn_labels(
@@ -142,7 +151,7 @@ def loss_fn(
         mutable=["batch_stats"],
     )
     num_heads, _, num_clusters = outputs["head_scores"].shape
-    head_scores = outputs["head_scores"].reshape(num_heads, len(crops), -1, num_clusters)  # [T, V, Bu, K]
+    head_scores = logits(hp, outputs["head_scores"]).reshape(num_heads, len(crops), -1, num_clusters)  # [T, V, Bu, K]
     targets = extras["labels"][:, views["unlabeled_positions"]]  # [T, Bu]
     loss = multi_head_cross_entropy(head_scores, jnp.broadcast_to(targets[:, None], head_scores.shape[:-1]))
     agreement = jnp.mean(jnp.argmax(head_scores[:, 0], -1) == targets)
@@ -156,8 +165,9 @@ def mask_gradients(hp: HParams, grads: Any, step: jnp.ndarray) -> Any:
 
 
 def after_update(hp: HParams, params: Any, extras: Any, step: jnp.ndarray) -> tuple[Any, Any]:
-    del hp, step
-    return params, extras
+    """With a temperature, renormalizes the prototypes to unit length after each step."""
+    del step
+    return (params if hp.temperature is None else normalize_prototypes(params)), extras
 
 
 def eval_variables(params: Any, batch_stats: Any, extras: Any) -> dict[str, Any]:
