@@ -2,7 +2,9 @@
 
     python -m selax.main --config=configs/daino_default.py --workdir=/tmp/selax_daino
 
-The teacher is evaluated (`test/prototype_top1` is the teacher head's argmax).
+The teacher is evaluated (`test/prototype_top1` is the teacher head's argmax). Deviations from the
+ImageNet recipe, for a 600-step run: no local crops, `labeled_weight=0.5`, teacher momentum 0.9 -> 1
+(0.990 gave 72-74% here, 0.9 gives 83%).
 `--config=configs/daino_default.py:smoke` runs a few steps (the tests use it).
 """
 
@@ -28,7 +30,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.augment = augment_overrides()
     config.augment.num_local = 0
     config.batch = dict(unlabeled=256, labeled=40, eval=256)
-    config.num_steps = 1500
+    config.num_steps = 600
     config.optimizer = dict(
         name="sgd",
         base_lr=0.1,
@@ -46,7 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         teacher_temperature=0.07,
         warmup_teacher_temperature=0.04,
         teacher_temperature_warmup_steps=300,
-        teacher_momentum=0.990,
+        teacher_momentum=0.9,  # Not DINO's 0.990: a teacher lagging ~100 steps holds a 600-step run back.
         center_momentum=0.9,
         label_smoothing=0.01,
         labeled_weight=0.5,
@@ -54,8 +56,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     config.eval = dict(knn_k=20, knn_temperature=0.07)
     config.log_every_steps = 50
-    config.eval_every_steps = 500
-    config.checkpoint = dict(every_steps=500, keep=2)
+    config.eval_every_steps = 300
+    config.checkpoint = dict(every_steps=300, keep=2)
 
     if arg == "smoke":
         config.num_steps = 6
