@@ -9,8 +9,8 @@ No ground-truth label is used for training.
 The head is `PrototypeHead(K, num_heads=T)`. With `temperature=None` (SeLa's choice) it is a plain
 bias-free linear layer per head on the embedding (the encoder features when there is no projector).
 With a temperature, the prototypes are kept unit-norm after each step and the scores (cosine
-similarities when a projector L2-normalizes the embedding) are divided by it: bounded logits, which
-keep the network from becoming so confident in its own labels that the label updates stop moving them.
+similarities when a projector L2-normalizes the embedding) are divided by it, which bounds the logits
+(on the digits this did worse: test NMI 0.64 against 0.77 at step 500 of the default).
 """
 
 import dataclasses
