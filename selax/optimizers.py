@@ -3,6 +3,7 @@
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 OPTIMIZERS = ("lars", "sgd", "adamw")
@@ -21,6 +22,24 @@ def learning_rate_schedule(
     )
 
 
+def step_decay_schedule(base_lr: float, boundaries: tuple[int, ...], factor: float) -> optax.Schedule:
+    """`base_lr` multiplied by `factor` at each step of `boundaries` (SeLa: x0.1 at epochs 150, 300, 350)."""
+    return optax.piecewise_constant_schedule(base_lr, {int(b): factor for b in boundaries})
+
+
+def weight_decay_schedule(initial: float, final: float | None, total_steps: int) -> float | optax.Schedule:
+    """Weight decay `initial`, or with `final` set a cosine from `initial` to `final` at `total_steps`
+    (DINO: 0.04 -> 0.4)."""
+    if final is None:
+        return initial
+
+    def schedule(step):
+        progress = jnp.clip(step / max(total_steps, 1), 0.0, 1.0)
+        return final + (initial - final) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+
+    return schedule
+
+
 def decay_mask(params: Any) -> Any:
     """True for the leaves that take weight decay (and LARS adaptation): not biases, not norm scales."""
 
@@ -36,14 +55,21 @@ def build_optimizer(
     name: str,
     schedule: optax.Schedule,
     *,
-    weight_decay: float,
+    weight_decay: float | optax.Schedule,
     momentum: float = 0.9,
     lars_trust_coefficient: float = 0.001,
     adam_b1: float = 0.9,
     adam_b2: float = 0.999,
 ) -> optax.GradientTransformation:
-    """The optimizer called `name` (one of `OPTIMIZERS`); biases and norm scales are excluded from decay."""
+    """The optimizer called `name` (one of `OPTIMIZERS`); biases and norm scales are excluded from decay.
+
+    `weight_decay` may be a schedule for 'sgd' and 'adamw' (`weight_decay_schedule`), not for 'lars'.
+    """
     if name == "lars":
+        if callable(weight_decay):
+            raise ValueError(
+                "A weight-decay schedule (config.optimizer.final_weight_decay) needs sgd or adamw, not lars."
+            )
         return optax.lars(
             schedule,
             weight_decay=weight_decay,

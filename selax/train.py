@@ -26,7 +26,13 @@ from selax.methods import METHODS, get_method
 from selax.models import build_encoder
 from selax.models.heads import Projector
 from selax.models.network import Network
-from selax.optimizers import OPTIMIZERS, build_optimizer, learning_rate_schedule
+from selax.optimizers import (
+    OPTIMIZERS,
+    build_optimizer,
+    learning_rate_schedule,
+    step_decay_schedule,
+    weight_decay_schedule,
+)
 from selax.reporting import Reporter
 
 
@@ -59,16 +65,20 @@ def train_step(
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step on a global batch.
 
-    `batch`: `unlabeled_images [Bu, H, W, C]` uint8, `labeled_images [Bl, H, W, C]` uint8, `labels [Bl]`
-    int32. Augmentation runs here, on the device, from a key that depends only on the run's key and the
-    step, so a resumed run draws the same views as an uninterrupted one.
+    `batch`: `unlabeled_images [Bu, H, W, C]` uint8, `unlabeled_positions [Bu]` int32 (train positions),
+    and, unless the run has no labeled stream, `labeled_images [Bl, H, W, C]` uint8, `labels [Bl]` int32.
+    Augmentation runs here, on the device, from a key that depends only on the run's key and the step, so
+    a resumed run draws the same views as an uninterrupted one. The method sees `views`: `unlabeled` (the
+    multi-crop views), `unlabeled_positions` and, with a labeled stream, `labeled`.
     """
     step_key = jax.random.fold_in(state.rng, state.step)
     crop_key, labeled_key, loss_key = jax.random.split(step_key, 3)
     views = dict(
         unlabeled=augment.multi_crop(crop_key, batch["unlabeled_images"], crop_spec),
-        labeled=augment.light_augment(labeled_key, batch["labeled_images"], labeled_spec),
+        unlabeled_positions=batch["unlabeled_positions"],
     )
+    if "labeled_images" in batch:
+        views["labeled"] = augment.light_augment(labeled_key, batch["labeled_images"], labeled_spec)
 
     def loss_fn(params):
         return method.loss_fn(
@@ -78,7 +88,7 @@ def train_step(
             state.batch_stats,
             state.extras,
             views,
-            batch["labels"],
+            batch.get("labels"),
             state.step,
             loss_key,
         )
@@ -101,10 +111,15 @@ def predict_fn(
     apply_fn: Callable[..., Any], eval_spec: augment.EvalSpec
 ) -> Callable[..., dict[str, jax.Array]]:
     """`(variables, {images [B, H, W, C] uint8, labels [B]}) -> {features [B, D], head_scores [B, K],
-    linear_logits [B, C], labels [B]}`; jitted with replicated outputs, every process gets all rows."""
+    linear_logits [B, C], labels [B]}`; jitted with replicated outputs, every process gets all rows.
+
+    Several heads' scores `[T, B, K]` are returned as `[B, T, K]`, batch first like every output.
+    """
 
     def predict(variables: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         outputs = apply_fn(variables, augment.eval_transform(batch["images"], eval_spec), train=False)
+        if outputs["head_scores"].ndim == 3:
+            outputs = dict(outputs, head_scores=jnp.swapaxes(outputs["head_scores"], 0, 1))
         return dict(
             {k: outputs[k] for k in ("features", "head_scores", "linear_logits")}, labels=batch["labels"]
         )
@@ -184,6 +199,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
         raise ValueError(f"config.optimizer.name={config.optimizer.name!r} is not one of {OPTIMIZERS}.")
     for field in ("unlabeled", "labeled", "eval"):
         size = config.batch[field]
+        if field == "labeled" and size == 0 and not get_method(config.method).SEMI_SUPERVISED:
+            continue  # No labeled stream: an unsupervised method.
         if size <= 0 or size % num_devices:
             raise ValueError(
                 f"config.batch.{field}={size} must be a positive multiple of the device count ({num_devices}):"
@@ -217,14 +234,15 @@ class Experiment:
             labels_per_class=config.dataset.labels_per_class,
             split_seed=config.dataset.split_seed,
         )
-        self.hp = hp = method.hparams_from_config(config, self.train.num_classes)
+        self.hp = hp = method.hparams_from_config(config, self.train.num_classes, self.train.size)
         self.unlabeled_stream, self.labeled_stream = pipeline.semi_supervised_streams(
             self.train.size,
             np.arange(self.labeled.size),
             config.batch.unlabeled,
-            config.batch.labeled,
+            config.batch.labeled or self.labeled.size,  # Unused when there is no labeled stream.
             config.seed,
         )
+        self.extras_update_steps = frozenset(method.extras_update_steps(hp))
         crop_spec, labeled_spec, self.eval_spec = augment_specs(config.dataset.name, config.augment)
 
         # --- Model and optimizer -------------------------------------------------------------------
@@ -246,10 +264,16 @@ class Experiment:
             config.optimizer.warmup_steps,
             config.optimizer.final_lr,
         )
+        if config.optimizer.get("decay_boundaries"):  # Step decay instead of warm-up and cosine (SeLa).
+            schedule = step_decay_schedule(
+                config.optimizer.base_lr, config.optimizer.decay_boundaries, config.optimizer.decay_factor
+            )
         self.optimizer = build_optimizer(
             config.optimizer.name,
             schedule,
-            weight_decay=config.optimizer.weight_decay,
+            weight_decay=weight_decay_schedule(
+                config.optimizer.weight_decay, config.optimizer.get("final_weight_decay"), config.num_steps
+            ),
             momentum=config.optimizer.momentum,
         )
 
@@ -282,7 +306,7 @@ class Experiment:
             params=params,
             tx=self.optimizer,
             batch_stats=variables.get("batch_stats", {}),
-            extras=self.method.init_extras(self.hp, params),
+            extras=self.method.init_extras(self.hp, params, variables.get("batch_stats", {})),
             rng=run_key,
             nonfinite_steps=jnp.zeros((), jnp.int32),
         )
@@ -301,14 +325,31 @@ class Experiment:
 
     def load_batch(self, step: int) -> dict[str, jax.Array]:
         """The global batch of `step`: this process reads its slice of both streams."""
-        unlabeled_images, _ = self.train.read(self.unlabeled_stream.local_batch(step))
-        labeled_images, labels = self.labeled.read(self.labeled_stream.local_batch(step))
-        local = dict(unlabeled_images=unlabeled_images, labeled_images=labeled_images, labels=labels)
+        unlabeled = self.unlabeled_stream.local_batch(step)
+        unlabeled_images, _ = self.train.read(unlabeled)
+        local = dict(unlabeled_images=unlabeled_images, unlabeled_positions=unlabeled.astype(np.int32))
+        if self.config.batch.labeled:
+            labeled_images, labels = self.labeled.read(self.labeled_stream.local_batch(step))
+            local.update(labeled_images=labeled_images, labels=labels)
         return pipeline.global_batch(self.mesh, local)
+
+    def update_extras(self, state: TrainState, step: int) -> TrainState:
+        """Before the method's scheduled steps (SeLa's label updates), recomputes the extras from the
+        predictions on the whole training split; otherwise returns `state` unchanged."""
+        if step not in self.extras_update_steps:
+            return state
+        variables = self.method.eval_variables(state.params, state.batch_stats, state.extras)
+        predictions = predict_split(self._predict, variables, self.train, self.mesh, self.config.batch.eval)
+        extras = self.method.update_extras(self.hp, state.extras, predictions)
+        return state.replace(extras=jax.device_put(extras, sharding.replicated(self.mesh)))
 
     def evaluate(self, state: TrainState) -> dict[str, float]:
         """Top-1 on the whole test split of the prototype classifier, the online linear head, and kNN
-        on encoder features with the labeled training images as the memory bank."""
+        on encoder features with the labeled training images as the memory bank.
+
+        Unsupervised methods get `evaluate_clustering` instead."""
+        if not self.method.SEMI_SUPERVISED:
+            return self.evaluate_clustering(state)
         config = self.config
         variables = self.method.eval_variables(state.params, state.batch_stats, state.extras)
         test = predict_split(self._predict, variables, self.test, self.mesh, config.batch.eval)
@@ -326,6 +367,44 @@ class Experiment:
                 temperature=config.eval.knn_temperature,
             ),
         }
+
+    def evaluate_clustering(self, state: TrainState) -> dict[str, float]:
+        """Clustering and representation metrics of an unsupervised run (SeLa's evaluation).
+
+        `test/<m>`: each head's argmax on the test split against the true classes, for the metrics m of
+        `evaluate.clustering_report` (mean over heads, best head, per head); `train/pseudo_label_<m>`: the
+        current pseudo-labels (`extras['labels'] [T, N]`) against the true train classes. kNN and linear
+        probe on frozen encoder features use every training label: the standard unsupervised protocol.
+        """
+        config, num_classes = self.config, self.train.num_classes
+        variables = self.method.eval_variables(state.params, state.batch_stats, state.extras)
+        test = predict_split(self._predict, variables, self.test, self.mesh, config.batch.eval)
+        bank = predict_split(self._predict, variables, self.train, self.mesh, config.batch.eval)
+        test_clusters = np.argmax(test["head_scores"], axis=-1).T  # [T, M]
+        report = {
+            f"test/{k}": v for k, v in evaluate.clustering_report(test_clusters, test["labels"]).items()
+        }
+        pseudo_labels = np.asarray(jax.device_get(state.extras["labels"]))
+        report.update(
+            {
+                f"train/pseudo_label_{k}": v
+                for k, v in evaluate.clustering_report(pseudo_labels, bank["labels"]).items()
+                if "_head" not in k
+            }
+        )
+        report["test/knn_top1"] = evaluate.knn_top1(
+            bank["features"],
+            bank["labels"],
+            test["features"],
+            test["labels"],
+            num_classes=num_classes,
+            k=config.eval.knn_k,
+            temperature=config.eval.knn_temperature,
+        )
+        report["test/linear_probe_top1"] = evaluate.linear_probe_top1(
+            bank["features"], bank["labels"], test["features"], test["labels"], num_classes=num_classes
+        )
+        return report
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -355,6 +434,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     wall_start = time.perf_counter()
     rates = []
     for step in range(start_step, total_steps):
+        state = experiment.update_extras(state, step)
         state, metrics = experiment.train_step(state, experiment.load_batch(step))
         done = step + 1
         if done % config.log_every_steps == 0 or done == total_steps:

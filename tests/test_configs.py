@@ -16,7 +16,9 @@ ARGS = {"cifar100": "2500,"}
 
 
 def load_config(name: str, arg: str | None):
-    spec = importlib.util.spec_from_file_location(f"configs.{name}", os.path.join(REPO, "configs", f"{name}.py"))
+    spec = importlib.util.spec_from_file_location(
+        f"configs.{name}", os.path.join(REPO, "configs", f"{name}.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg)

@@ -13,7 +13,11 @@ from selax.checkpoint import Checkpointer
 
 from test_train import REPO, smoke_config
 
-FLAGS = ["--config=configs/default.py:smoke", "--config.eval_every_steps=0", "--config.checkpoint.every_steps=2"]
+FLAGS = [
+    "--config=configs/default.py:smoke",
+    "--config.eval_every_steps=0",
+    "--config.checkpoint.every_steps=2",
+]
 
 
 def _free_port() -> int:
@@ -25,7 +29,14 @@ def _free_port() -> int:
 def _launch(workdir, num_processes: int, devices_per_process: int, steps: int) -> list[str]:
     """Runs selax.main as `num_processes` processes; returns their logs, failing on any error."""
     env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices_per_process))
-    command = [sys.executable, "-m", "selax.main", f"--workdir={workdir}", *FLAGS, f"--config.num_steps={steps}"]
+    command = [
+        sys.executable,
+        "-m",
+        "selax.main",
+        f"--workdir={workdir}",
+        *FLAGS,
+        f"--config.num_steps={steps}",
+    ]
     if num_processes > 1:
         port = _free_port()
         command += [f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={num_processes}"]

@@ -34,7 +34,14 @@ def smoke_config(**overrides):
 
 
 def main_command(workdir, *flags):
-    return [sys.executable, "-m", "selax.main", "--config=configs/default.py:smoke", f"--workdir={workdir}", *flags]
+    return [
+        sys.executable,
+        "-m",
+        "selax.main",
+        "--config=configs/default.py:smoke",
+        f"--workdir={workdir}",
+        *flags,
+    ]
 
 
 def test_step_on_8_devices_equals_1_device():
@@ -55,7 +62,9 @@ def test_step_on_8_devices_equals_1_device():
 def uninterrupted(tmp_path_factory):
     """The reference: the resume configuration run from start to end in one process."""
     workdir = tmp_path_factory.mktemp("uninterrupted")
-    subprocess.run(main_command(workdir, *RESUME_FLAGS), cwd=REPO, check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        main_command(workdir, *RESUME_FLAGS), cwd=REPO, check=True, capture_output=True, timeout=600
+    )
     with open(workdir / "metrics.json") as f:
         return workdir, json.load(f)
 
@@ -82,7 +91,11 @@ def _wait_for(predicate, process, timeout=300):
 def test_killed_run_resumes_to_the_same_result(tmp_path, uninterrupted, kill_signal):
     _, reference = uninterrupted
     process = subprocess.Popen(
-        main_command(tmp_path, *RESUME_FLAGS), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        main_command(tmp_path, *RESUME_FLAGS),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     checkpoints = tmp_path / "checkpoints"
     _wait_for(lambda: (checkpoints / "4").is_dir(), process)
@@ -118,7 +131,10 @@ def test_nonfinite_loss_stops_with_a_message_and_keeps_good_checkpoints(tmp_path
         ({"dataset.name": "mnist"}, "Unknown dataset 'mnist'"),
         ({"method": "swav"}, "config.method='swav'"),
         ({"optimizer.name": "adam"}, "config.optimizer.name='adam'"),
-        ({"batch.unlabeled": 60}, "config.batch.unlabeled=60 must be a positive multiple of the device count"),
+        (
+            {"batch.unlabeled": 60},
+            "config.batch.unlabeled=60 must be a positive multiple of the device count",
+        ),
         ({"dataset.labels_per_class": 1000}, "1000"),
         ({"model.init_checkpoint": "/nonexistent/ckpt"}, "config.model.init_checkpoint='/nonexistent/ckpt'"),
         ({"augment.num_local": -1}, "num_local"),

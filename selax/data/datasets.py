@@ -538,7 +538,8 @@ def open_splits(
     labeled train images per class, chosen by ``split_seed`` (`selax.data.splits.labeled_subset`).
     ``imagenet2012_subset/1pct`` and ``/10pct`` read the unlabeled stream from ``imagenet2012``
     train, the labeled one from the SimCLR subset, and test on ``imagenet2012`` validation; their
-    images are decoded on the host, resized and centre-cropped to ``image_size``.
+    images are decoded on the host, resized and centre-cropped to ``image_size``. ``imagenet2012``
+    alone labels the whole train split (for unsupervised methods, which read no label).
     """
     from selax.data.splits import labeled_subset
 
@@ -549,11 +550,11 @@ def open_splits(
         labeled = data_source(name, "train", data_dir, encoded_images=True)
         test = data_source("imagenet2012", "validation", data_dir, encoded_images=True)
         return tuple(_encoded_reader(s, num_classes, image_size) for s in (train, labeled, test))
-    if name == "imagenet2012":
-        raise ValueError(
-            "For semi-supervised ImageNet name the labeled subset: dataset.name="
-            "'imagenet2012_subset/1pct' or 'imagenet2012_subset/10pct'."
-        )
+    if name == "imagenet2012":  # Every train label (unsupervised methods read none of them).
+        train = data_source("imagenet2012", "train", data_dir, encoded_images=True)
+        test = data_source("imagenet2012", "validation", data_dir, encoded_images=True)
+        train_reader = _encoded_reader(train, 1000, image_size)
+        return train_reader, train_reader, _encoded_reader(test, 1000, image_size)
     train = load_arrays(name, "train", data_dir)
     test = load_arrays(name, "test", data_dir)
     labeled_ids = labeled_subset(train.labels, labels_per_class, split_seed)

@@ -1,15 +1,23 @@
 """The methods: each a module of a few pure functions that the shared loop calls.
 
-A method module provides `hparams_from_config(config, num_classes)`, `build_head(hp)`,
-`init_extras(hp, params)`, `loss_fn(hp, apply_fn, params, batch_stats, extras, views, labels, step, rng)`,
-`mask_gradients(hp, grads, step)`, `after_update(hp, params, extras, step)` and
-`eval_variables(params, batch_stats, extras)`.
+A method module provides:
+  `SEMI_SUPERVISED`: True when it trains on a labeled stream too (Suave, Daino), False when it uses
+    no label (SeLa: `config.batch.labeled` may be 0, and evaluation reports clustering metrics);
+  `hparams_from_config(config, num_classes, num_examples)`, `build_head(hp)`,
+  `init_extras(hp, params, batch_stats)`,
+  `loss_fn(hp, apply_fn, params, batch_stats, extras, views, labels, step, rng)` ->
+    `(loss, (batch_stats, extras, metrics))`,
+  `mask_gradients(hp, grads, step)`, `after_update(hp, params, extras, step)` -> `(params, extras)`,
+  `extras_update_steps(hp)`: the steps before which the loop calls
+  `update_extras(hp, extras, train_predictions)` with the predictions on the whole training split
+    (SeLa's label updates),
+  `eval_variables(params, batch_stats, extras)`: the variables evaluation reads (Daino: the teacher's).
 """
 
 import importlib
 from types import ModuleType
 
-METHODS = ("suave",)
+METHODS = ("suave", "daino", "sela")
 
 
 def get_method(name: str) -> ModuleType:

@@ -11,11 +11,14 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from selax import losses
 from selax.methods.common import forward_crops
 from selax.models.heads import PrototypeHead, normalize_prototypes
 from selax.sinkhorn import sinkhorn
+
+SEMI_SUPERVISED = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +45,9 @@ def build_head(hp: HParams) -> nn.Module:
     return PrototypeHead(hp.num_prototypes)
 
 
-def hparams_from_config(config: Any, num_classes: int) -> HParams:
+def hparams_from_config(config: Any, num_classes: int, num_examples: int) -> HParams:
     """Suave's hyper-parameters from `config.suave`; one prototype per class unless configured."""
+    del num_examples
     fields = dict(config.suave)
     marginals = fields.pop("prototype_marginals", None)
     return HParams(
@@ -54,8 +58,9 @@ def hparams_from_config(config: Any, num_classes: int) -> HParams:
     )
 
 
-def init_extras(hp: HParams, params: Any) -> dict[str, jnp.ndarray]:
+def init_extras(hp: HParams, params: Any, batch_stats: Any) -> dict[str, jnp.ndarray]:
     """The queue of past global-view embeddings `[num_global_views, queue_length, embedding_dim]`, if any."""
+    del batch_stats
     if hp.queue_length == 0:
         return {}
     embedding_dim = params["head"]["prototypes"].shape[0]
@@ -177,6 +182,17 @@ def after_update(hp: HParams, params: Any, extras: Any, step: jnp.ndarray) -> tu
     """Renormalizes the prototypes to unit length after each optimizer step."""
     del hp, step
     return normalize_prototypes(params), extras
+
+
+def extras_update_steps(hp: HParams) -> tuple[int, ...]:
+    """Suave's extras (the queue) change only inside the step."""
+    del hp
+    return ()
+
+
+def update_extras(hp: HParams, extras: Any, train_predictions: dict[str, np.ndarray]) -> Any:
+    del hp, train_predictions
+    return extras
 
 
 def eval_variables(params: Any, batch_stats: Any, extras: Any) -> dict[str, Any]:

@@ -1,0 +1,287 @@
+"""Daino and SeLa: schedules, EMA and center math, targets, losses and label updates against float64 NumPy
+references; and every new config's :smoke variant end to end through `train.run`."""
+
+import importlib
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from selax import train
+from selax.methods import daino, sela
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+KEY = jax.random.PRNGKey(0)
+
+
+def log_softmax64(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def softmax64(x: np.ndarray) -> np.ndarray:
+    return np.exp(log_softmax64(x))
+
+
+def fake_apply(variables, images, train=False, mutable=()):
+    """A linear 'network' whose outputs depend on the params: head_scores = flat(images) @ W (per head if
+    W is [T, D, K]); batch_stats count the forwards so their threading is visible."""
+    params, stats = variables["params"], variables["batch_stats"]
+    flat = images.reshape(images.shape[0], -1).astype(jnp.float32)
+    scores = jnp.einsum("bd,...dk->...bk", flat, params["w"])
+    outputs = dict(features=flat, embedding=flat, head_scores=scores, linear_logits=flat @ params["linear"])
+    if mutable:
+        return outputs, {"batch_stats": {"count": stats["count"] + 1}}
+    return outputs
+
+
+# ------------------------------------------------------------------------------------------------------
+# Daino
+
+
+def daino_hp(**overrides):
+    fields = dict(num_outputs=5, num_steps=100, teacher_temperature_warmup_steps=40, labeled_weight=0.3)
+    return daino.HParams(**{**fields, **overrides})
+
+
+def test_teacher_temperature_warms_up_linearly_then_stays():
+    hp = daino_hp()
+    for step in (0, 10, 20, 39, 40, 41, 99):
+        expected = 0.04 + min(step / 40, 1.0) * (0.07 - 0.04)
+        assert float(daino.teacher_temperature(hp, jnp.asarray(step))) == pytest.approx(expected, rel=1e-6)
+
+
+def test_teacher_ema_follows_the_cosine_momentum_schedule():
+    hp = daino_hp()
+    rng = np.random.default_rng(0)
+    student = {
+        "a": rng.normal(size=(3, 4)).astype(np.float32),
+        "b": {"c": rng.normal(size=(2,)).astype(np.float32)},
+    }
+    teacher = jax.tree_util.tree_map(lambda x: x + 1.0, student)
+    extras = dict(teacher_params=teacher, teacher_batch_stats={}, center=jnp.zeros(5))
+    for step in (0, 25, 50, 100):
+        momentum = 1.0 - (1.0 - 0.990) * 0.5 * (1.0 + np.cos(np.pi * step / 100))
+        params, new_extras = daino.after_update(hp, student, extras, jnp.asarray(step))
+        assert params == student  # No DINO head in these params: nothing to normalize.
+        for t, s, new in zip(
+            jax.tree_util.tree_leaves(teacher),
+            jax.tree_util.tree_leaves(student),
+            jax.tree_util.tree_leaves(new_extras["teacher_params"]),
+        ):
+            np.testing.assert_allclose(new, momentum * t.astype(np.float64) + (1 - momentum) * s, rtol=1e-6)
+    assert daino.after_update(hp, student, None, jnp.asarray(0)) == (student, None)
+
+
+def test_last_layer_directions_become_unit_columns_and_the_head_output_is_unchanged():
+    head = daino.build_head(daino_hp(head_hidden_dim=8, head_bottleneck_dim=4))
+    features = jax.random.normal(jax.random.PRNGKey(0), (3, 6))
+    params = head.init(jax.random.PRNGKey(1), features)["params"]
+    normalized = daino.normalize_last_layer(params)
+    np.testing.assert_allclose(np.linalg.norm(normalized["last_layer_direction"], axis=0), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(
+        head.apply({"params": normalized}, features),
+        head.apply({"params": params}, features),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_center_is_an_ema_of_the_mean_teacher_output():
+    rng = np.random.default_rng(1)
+    center = rng.normal(size=(6,))
+    logits = rng.normal(size=(2, 8, 6))
+    expected = 0.9 * center + 0.1 * logits.reshape(-1, 6).mean(axis=0)
+    np.testing.assert_allclose(
+        daino.updated_center(jnp.asarray(center), jnp.asarray(logits), 0.9), expected, rtol=1e-5, atol=1e-6
+    )
+
+
+def test_daino_loss_matches_a_numpy_reference():
+    """Teacher targets from centered, sharpened teacher logits; each supervises every student view but
+    its own; labeled smoothed CE; weighted mean; plus the linear head's CE. New center and teacher stats."""
+    hp = daino_hp(teacher_temperature_warmup_steps=10)
+    rng = np.random.default_rng(2)
+    d, k, num_classes, bu, bl = 12, 5, 3, 6, 4
+    student = dict(
+        w=rng.normal(size=(d, k)).astype(np.float32),
+        linear=rng.normal(size=(d, num_classes)).astype(np.float32),
+    )
+    teacher = dict(w=rng.normal(size=(d, k)).astype(np.float32), linear=student["linear"])
+    center = rng.normal(size=(k,)).astype(np.float32)
+    extras = dict(
+        teacher_params=teacher, teacher_batch_stats={"count": jnp.asarray(10)}, center=jnp.asarray(center)
+    )
+    globals_ = [rng.normal(size=(bu, 2, 2, 3)).astype(np.float32) for _ in range(2)]
+    local = rng.normal(size=(bu, 4, 1, 3)).astype(np.float32)  # A third view, of another shape.
+    labeled = rng.normal(size=(bl, 2, 2, 3)).astype(np.float32)
+    labels = rng.integers(0, num_classes, size=bl).astype(np.int32)
+    views = dict(labeled=labeled, unlabeled=[*globals_, local])
+    step = 5
+    loss, (stats, new_extras, metrics) = daino.loss_fn(
+        hp, fake_apply, student, {"count": jnp.asarray(0)}, extras, views, labels, jnp.asarray(step), KEY
+    )
+
+    flat = lambda x: x.reshape(x.shape[0], -1).astype(np.float64)
+    temperature = 0.04 + 0.5 * 0.03
+    teacher_logits = [flat(g) @ teacher["w"] for g in globals_]
+    targets = [softmax64((t - center) / temperature) for t in teacher_logits]
+    student_logits = [flat(v) @ student["w"] / 0.1 for v in [*globals_, local]]
+    unlabeled_rows = [
+        -(targets[i] * log_softmax64(student_logits[j])).sum(-1) for i in range(2) for j in range(3) if j != i
+    ]
+    smoothed = 0.99 * np.eye(k)[labels] + 0.01 / k
+    labeled_rows = -(smoothed * log_softmax64(flat(labeled) @ student["w"] / 0.1)).sum(-1)
+    linear = -log_softmax64(flat(labeled) @ student["linear"])[np.arange(bl), labels].mean()
+    expected = 0.3 * labeled_rows.mean() + 0.7 * np.concatenate(unlabeled_rows).mean() + linear
+    assert float(loss) == pytest.approx(expected, rel=1e-4)
+    assert float(metrics["teacher_temperature"]) == pytest.approx(temperature)
+    np.testing.assert_allclose(
+        new_extras["center"],
+        0.9 * center + 0.1 * np.concatenate(teacher_logits).mean(0),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    assert int(stats["count"]) == 2  # Labeled and global views share a resolution; the local one differs.
+    assert int(new_extras["teacher_batch_stats"]["count"]) == 11  # One teacher forward on the global views.
+
+
+def test_daino_evaluates_the_teacher():
+    extras = dict(teacher_params={"w": 1}, teacher_batch_stats={"s": 2}, center=None)
+    assert daino.eval_variables({"w": 0}, {"s": 0}, extras) == {"params": {"w": 1}, "batch_stats": {"s": 2}}
+
+
+# ------------------------------------------------------------------------------------------------------
+# SeLa
+
+
+def sela_hp(**overrides):
+    fields = dict(num_clusters=4, num_heads=3, num_examples=103, num_steps=1000, num_label_updates=20)
+    return sela.HParams(**{**fields, **overrides})
+
+
+def test_initial_labels_are_random_balanced_and_differ_between_heads():
+    labels = np.asarray(sela.init_extras(sela_hp(), None, None)["labels"])
+    assert labels.shape == (3, 103) and labels.dtype == np.int32
+    for head in labels:
+        counts = np.bincount(head, minlength=4)
+        assert counts.max() - counts.min() <= 1 and counts.sum() == 103
+    assert not np.array_equal(labels[0], labels[1])
+    assert not np.array_equal(labels[0], np.sort(labels[0]))
+
+
+def test_label_update_schedule_is_denser_early():
+    steps = np.asarray(sela.label_update_steps(40_000, 90))
+    assert len(steps) == 90
+    assert steps[0] > 0 and steps[-1] < 40_000
+    gaps = np.diff(steps)
+    assert np.all(gaps > 0) and np.all(np.diff(gaps) >= -1)  # Growing gaps, up to rounding.
+    assert gaps[-1] > 10 * gaps[0]
+    # Short runs merge duplicate steps instead of repeating an update.
+    short = sela.label_update_steps(30, 40)
+    assert len(short) == len(set(short)) < 40
+
+
+def numpy_sinkhorn_labels(log_probs: np.ndarray, lam: float, iters: int = 20_000) -> np.ndarray:
+    """float64 reference: P = P0^lam scaled to uniform row and column marginals, labels = argmax."""
+    n, k = log_probs.shape
+    log_kernel = lam * np.asarray(log_probs, np.float64)
+    log_kernel -= log_kernel.max()
+    kernel = np.exp(log_kernel)
+    u, v = np.ones(n), np.ones(k)
+    for _ in range(iters):
+        u = (1.0 / n) / (kernel @ v)
+        v = (1.0 / k) / (kernel.T @ u)
+    return np.argmax(u[:, None] * kernel * v[None, :], axis=1)
+
+
+def test_label_update_is_the_argmax_of_a_numpy_sinkhorn():
+    hp = sela_hp(num_examples=60, lam=5.0, sinkhorn_tol=1e-7, sinkhorn_max_iters=20_000)
+    rng = np.random.default_rng(3)
+    scores = rng.normal(size=(60, 3, 4)) * 2.0  # [N, T, K], as predicted (batch first).
+    scores[:, :, 0] += 1.5  # Uneven: the plain argmax would crowd cluster 0.
+    labels = np.asarray(sela.update_extras(hp, None, {"head_scores": scores.astype(np.float32)})["labels"])
+    assert labels.shape == (3, 60) and labels.dtype == np.int32
+    for t in range(3):
+        expected = numpy_sinkhorn_labels(log_softmax64(scores[:, t]), hp.lam)
+        np.testing.assert_array_equal(labels[t], expected)
+        assert (
+            np.bincount(labels[t], minlength=4).max()
+            < np.bincount(scores[:, t].argmax(-1), minlength=4).max()
+        )
+
+
+def test_sela_loss_is_the_mean_cross_entropy_of_the_pseudo_labels():
+    hp = sela_hp(num_examples=20, num_heads=2)
+    rng = np.random.default_rng(4)
+    d = 8
+    params = dict(
+        w=rng.normal(size=(2, d, 4)).astype(np.float32), linear=rng.normal(size=(d, 3)).astype(np.float32)
+    )
+    pseudo = rng.integers(0, 4, size=(2, 20)).astype(np.int32)
+    positions = np.array([3, 17, 0, 9, 9], np.int32)
+    crops = [rng.normal(size=(5, 2, 2, 2)).astype(np.float32) for _ in range(2)]
+    views = dict(unlabeled=crops, unlabeled_positions=positions)
+    loss, (stats, extras, _) = sela.loss_fn(
+        hp,
+        fake_apply,
+        params,
+        {"count": jnp.asarray(0)},
+        dict(labels=pseudo),
+        views,
+        None,
+        jnp.asarray(0),
+        KEY,
+    )
+    rows = [
+        -log_softmax64(crop.reshape(5, -1).astype(np.float64) @ params["w"][t])[
+            np.arange(5), pseudo[t, positions]
+        ]
+        for crop in crops
+        for t in range(2)
+    ]
+    assert float(loss) == pytest.approx(np.concatenate(rows).mean(), rel=1e-5)
+    assert int(stats["count"]) == 1 and extras["labels"] is not None
+
+
+def test_sela_refuses_views_of_several_resolutions():
+    views = dict(
+        unlabeled=[jnp.zeros((2, 4, 4, 1)), jnp.zeros((2, 2, 2, 1))], unlabeled_positions=jnp.zeros(2, int)
+    )
+    with pytest.raises(ValueError, match="num_local=0"):
+        sela.loss_fn(sela_hp(), fake_apply, {}, {}, {}, views, None, jnp.asarray(0), KEY)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Every new config's smoke variant, end to end.
+
+
+@pytest.mark.parametrize(
+    "module, expected_keys",
+    [
+        ("daino_default", ("test/prototype_top1", "test/linear_top1", "test/knn_top1")),
+        ("daino_imagenet_10pct", ("test/prototype_top1", "test/knn_top1")),
+        ("daino_imagenet_1pct", ("test/prototype_top1", "test/knn_top1")),
+        ("sela_default", ("test/nmi", "test/ari", "train/pseudo_label_nmi", "test/linear_probe_top1")),
+        ("sela_imagenet", ("test/nmi", "test/adjusted_nmi", "test/cluster_accuracy", "test/knn_top1")),
+    ],
+)
+def test_smoke_config_runs_end_to_end(tmp_path, module, expected_keys):
+    config = importlib.import_module(f"configs.{module}").get_config("smoke")
+    metrics = train.run(config, str(tmp_path))
+    for key in expected_keys:
+        assert 0.0 <= metrics[key] <= 1.0, (key, metrics[key])
+    assert metrics["train/steps"] == config.num_steps
+
+
+def test_semi_supervised_methods_refuse_an_empty_labeled_stream(tmp_path):
+    config = importlib.import_module("configs.daino_default").get_config("smoke")
+    config.batch.labeled = 0
+    with pytest.raises(ValueError, match="config.batch.labeled=0 must be a positive multiple"):
+        train.run(config, str(tmp_path))
