@@ -13,6 +13,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "configs", "*.py")))
 # Arguments a config needs besides `smoke`.
 ARGS = {"cifar100": "2500,"}
+EXPECTED_METRICS = {
+    "suave": ("test/prototype_top1", "test/linear_top1", "test/knn_top1"),
+    "daino": ("test/prototype_top1", "test/linear_top1", "test/knn_top1"),
+    "sela": (
+        "test/nmi",
+        "test/adjusted_nmi",
+        "test/ari",
+        "test/cluster_accuracy",
+        "train/pseudo_label_nmi",
+        "test/knn_top1",
+        "test/linear_probe_top1",
+    ),
+}
 
 
 def load_config(name: str, arg: str | None):
@@ -25,7 +38,9 @@ def load_config(name: str, arg: str | None):
 
 
 def test_every_config_is_covered():
-    assert {"default", "cifar100", "imagenet_10pct", "imagenet_1pct"} <= set(CONFIGS)
+    assert {"default", "cifar100", "imagenet_10pct", "imagenet_1pct", "daino_default", "sela_default"} <= set(
+        CONFIGS
+    )
 
 
 @pytest.mark.parametrize("name", [c for c in CONFIGS if c != "default"])  # default: tests/test_train.py
@@ -34,7 +49,9 @@ def test_smoke_variant_trains_end_to_end(tmp_path, name):
     final = train.run(config, str(tmp_path))
     with open(tmp_path / "metrics.json") as f:
         assert json.load(f) == pytest.approx(final)
-    assert 0.0 <= final["test/linear_top1"] <= 1.0
+    assert final["train/steps"] == config.num_steps
+    for key in EXPECTED_METRICS[config.method]:
+        assert 0.0 <= final[key] <= 1.0, (key, final[key])
 
 
 def test_cifar100_takes_a_label_count():
