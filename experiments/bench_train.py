@@ -190,13 +190,14 @@ def bench_recipe(name: str, args: argparse.Namespace, mesh: jax.sharding.Mesh) -
         input_rate = per_core  # The loop decodes serially in its own thread.
     else:
         input_rate = result["host_read_img_per_s"]
+    result["input_img_per_s"] = input_rate
     result["input_bound"] = bool(input_rate < result["step_demand_img_per_s"])
     return result
 
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
     header = (
-        f"{'recipe':<30} {'batch U+L':>10} {'views (U | L)':>24} {'dtype':>9} {'compile s':>9} "
+        f"{'recipe':<30} {'batch U+L':>10} {'views (U | L)':>40} {'dtype':>9} {'compile s':>9} "
         f"{'step ms':>9} {'U img/s':>9} {'L img/s':>9} {'read img/s':>11} {'decode img/s':>13} {'input-bound':>11}"
     )
     print(header)
@@ -205,7 +206,7 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
         views = f"{'+'.join(map(str, r['unlabeled_views']))} | {r['labeled_view']}"
         decode = f"{r['decode_img_per_s_one_core']:.0f} (1 core)" if "decode_img_per_s_one_core" in r else "-"
         print(
-            f"{r['recipe']:<30} {r['batch_unlabeled']:>5}+{r['batch_labeled']:<4} {views:>24} {r['dtype']:>9} "
+            f"{r['recipe']:<30} {r['batch_unlabeled']:>5}+{r['batch_labeled']:<4} {views:>40} {r['dtype']:>9} "
             f"{r['compile_seconds']:>9.1f} {r['step_ms_median']:>9.1f} {r['unlabeled_img_per_s']:>9.1f} "
             f"{r['labeled_img_per_s']:>9.1f} {r['host_read_img_per_s']:>11.0f} {decode:>13} "
             f"{str(r['input_bound']):>11}"
