@@ -32,7 +32,7 @@ the device count, at least one per device), ``--image_scale`` the stored image s
 size (global, local and labeled crops). The table says which sizes were run.
 
     python experiments/bench_train.py                                    # full recipes (accelerators)
-    python experiments/bench_train.py --batch_scale=0.03125 --image_scale=0.25 --steps=3   # a CPU
+    python experiments/bench_train.py --batch_scale=0.03125 --image_scale=0.5 --steps=3    # a CPU
 
 Prints a table and writes experiments/results/bench_train.json.
 """
@@ -195,7 +195,8 @@ def bench_recipe(name: str, args: argparse.Namespace, mesh: jax.sharding.Mesh) -
     return result
 
 
-def print_table(results: dict[str, dict[str, Any]]) -> None:
+def print_table(results: dict[str, dict[str, Any]], caption: str) -> None:
+    print(caption)
     header = (
         f"{'recipe':<30} {'batch U+L':>10} {'views (U | L)':>40} {'dtype':>9} {'compile s':>9} "
         f"{'step ms':>9} {'U img/s':>9} {'L img/s':>9} {'read img/s':>11} {'decode img/s':>13} {'input-bound':>11}"
@@ -209,12 +210,14 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
             f"{r['recipe']:<30} {r['batch_unlabeled']:>5}+{r['batch_labeled']:<4} {views:>40} {r['dtype']:>9} "
             f"{r['compile_seconds']:>9.1f} {r['step_ms_median']:>9.1f} {r['unlabeled_img_per_s']:>9.1f} "
             f"{r['labeled_img_per_s']:>9.1f} {r['host_read_img_per_s']:>11.0f} {decode:>13} "
-            f"{str(r['input_bound']):>11}"
+            f"{r['input_bound']!s:>11}"
         )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, of {list(RECIPES)}")
     parser.add_argument("--batch_scale", type=float, default=1.0, help="times every batch size")
     parser.add_argument("--image_scale", type=float, default=1.0, help="times the image and view sizes")
@@ -232,10 +235,15 @@ def main() -> None:
     devices = jax.devices()
     print(f"{len(devices)} x {devices[0].device_kind} ({jax.default_backend()}), {os.cpu_count()} host cores")
     reduced = args.batch_scale != 1.0 or args.image_scale != 1.0
-    if reduced:
-        print(f"REDUCED SIZES: batch x {args.batch_scale}, images and views x {args.image_scale}")
     results = {name: bench_recipe(name, args, mesh) for name in names}
-    print_table(results)
+    caption = (
+        f"train-step throughput on {len(devices)} x {devices[0].device_kind}, {args.steps} timed steps; "
+    )
+    if reduced:
+        caption += f"REDUCED SIZES (batch x {args.batch_scale}, images and views x {args.image_scale})"
+    else:
+        caption += "the recipes' batch and image sizes"
+    print_table(results, caption)
 
     report = dict(
         devices=f"{len(devices)} x {devices[0].device_kind}",
