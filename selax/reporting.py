@@ -68,17 +68,18 @@ class Reporter:
 
 
 def plot_curves(history: Mapping[str, list[tuple[int, float]]], path: str) -> None:
-    """One panel per scalar prefix (`train/`, `test/`, ...), each a line per scalar against step."""
-    import matplotlib  # pylint: disable=g-import-not-at-top
+    """One panel per scalar prefix (`train/`, `test/`, ...), each a line per scalar against step.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    Drawn on a bare `Figure`, so it leaves pyplot's backend alone (inline plots in notebooks keep working).
+    """
+    from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
 
     panels: dict[str, list[str]] = {}
     for name in sorted(history):
         if len(history[name]) > 1:
             panels.setdefault(name.split("/")[0], []).append(name)
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 3.5), squeeze=False)
+    fig = Figure(figsize=(5 * max(len(panels), 1), 3.5))
+    axes = fig.subplots(1, max(len(panels), 1), squeeze=False)
     for ax, (panel, names) in zip(axes[0], panels.items()):
         for name in names:
             steps, values = zip(*history[name])
@@ -88,7 +89,6 @@ def plot_curves(history: Mapping[str, list[tuple[int, float]]], path: str) -> No
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _format_duration(seconds: float) -> str:
