@@ -320,7 +320,9 @@ class Experiment:
         variables = load_pretrained(
             {"params": state.params, "batch_stats": state.batch_stats}, self.config.model.init_checkpoint
         )
-        state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
+        # The method's extras start from the pretrained network (Daino's teacher is a copy of it).
+        extras = self.method.init_extras(self.hp, variables["params"], variables["batch_stats"])
+        state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"], extras=extras)
         return jax.device_put(state, sharding.replicated(self.mesh))
 
     def load_batch(self, step: int) -> dict[str, jax.Array]:

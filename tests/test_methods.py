@@ -263,3 +263,17 @@ def test_semi_supervised_methods_refuse_an_empty_labeled_stream(tmp_path):
     config.batch.labeled = 0
     with pytest.raises(ValueError, match="config.batch.labeled=0 must be a positive multiple"):
         train.run(config, str(tmp_path))
+
+
+def test_daino_teacher_starts_from_the_init_checkpoint(tmp_path):
+    from selax import sharding
+    from selax.models.convert import save_converted
+
+    config = importlib.import_module("configs.daino_default").get_config("smoke")
+    fresh = train.Experiment(config, sharding.data_mesh(jax.devices()[:1])).init_state()
+    encoder = jax.tree_util.tree_map(lambda x: np.asarray(x) + 1.0, fresh.params["encoder"])
+    save_converted({"params": {"encoder": encoder}}, str(tmp_path / "converted"))
+    config.model.init_checkpoint = str(tmp_path / "converted")
+    state = train.Experiment(config, sharding.data_mesh(jax.devices()[:1])).init_state()
+    same = jax.tree_util.tree_map(np.array_equal, state.extras["teacher_params"]["encoder"], encoder)
+    assert all(jax.tree_util.tree_leaves(same))
