@@ -7,7 +7,7 @@ Recipe (Daino paper): start from DINO's 800-epoch ViT-S/16 (convert it with `pyt
 selax.models.convert`), AdamW lr 2.4e-4 x unlabeled batch / 256, weight decay 0.04 -> 0.4 (cosine),
 batch 1024 unlabeled + 512 labeled, 2 x 224 global + 8 x 96 local crops, teacher temperature
 0.04 -> 0.07 over 10 epochs, teacher momentum 0.990 -> 1. The unlabeled stream is the whole train set;
-the labeled stream is the subset named by `dataset.labeled_subset`.
+the labeled stream is the SimCLR subset (`dataset.name='imagenet2012_subset/10pct'`).
 `--config=configs/daino_imagenet_10pct.py:smoke` runs a few steps of a shrunken ViT on the digits
 (CPU, seconds), so that this file cannot break unnoticed.
 """
@@ -26,9 +26,8 @@ def get_config(arg: str | None = None, labeled_subset: str = "10pct") -> ml_coll
     config.seed = 0
 
     config.dataset = dict(
-        name="imagenet2012",
+        name=f"imagenet2012_subset/{labeled_subset}",  # Unlabeled: imagenet2012 train; labeled: the subset.
         data_dir=placeholder(str),
-        labeled_subset=labeled_subset,  # SimCLR list: tfds imagenet2012_subset/<labeled_subset>.
         labels_per_class=placeholder(int),
         split_seed=0,
     )
@@ -37,7 +36,7 @@ def get_config(arg: str | None = None, labeled_subset: str = "10pct") -> ml_coll
         encoder_kwargs=dict(),
         projector_hidden=None,  # The DINO head sits on the cls token.
         embedding_dim=0,
-        init_checkpoint="checkpoints/dino_vits16",  # Output of selax.models.convert for DINO's weights.
+        init_checkpoint="~/selax_checkpoints/dino_vits16",  # `python -m selax.models.convert --arch dino_vits16`.
     )
     config.augment = augment_overrides()
     config.augment.num_local = 8
