@@ -4,6 +4,7 @@
 The config is read here, at the edge; everything it calls is pure functions of arrays and pytrees.
 """
 
+import concurrent.futures
 import dataclasses
 import functools
 import os
@@ -435,9 +436,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     reporter.start_timer(start_step)
     wall_start = time.perf_counter()
     rates = []
+    prefetcher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+    next_batch = prefetcher.submit(experiment.load_batch, start_step)
     for step in range(start_step, total_steps):
         state = experiment.update_extras(state, step)
-        state, metrics = experiment.train_step(state, experiment.load_batch(step))
+        batch = next_batch.result()
+        if step + 1 < total_steps:  # Read the next batch while this step runs.
+            next_batch = prefetcher.submit(experiment.load_batch, step + 1)
+        state, metrics = experiment.train_step(state, batch)
         done = step + 1
         if done % config.log_every_steps == 0 or done == total_steps:
             _check_finite(state, done, checkpointer)
@@ -460,6 +466,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
             )
             raise SystemExit(128 + stop.signum)
     stop.restore()
+    prefetcher.shutdown()
     train_seconds = time.perf_counter() - wall_start
 
     # --- Final evaluation and report ---------------------------------------------------------------

@@ -21,9 +21,11 @@ come from `selax.data.splits.labeled_subset`). ImageNet indexes two encoded data
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import math
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -166,6 +168,11 @@ def gather(split: ArraySplit, positions: np.ndarray) -> dict[str, np.ndarray]:
     return {"images": split.images[positions], "labels": split.labels[positions], "ids": split.ids[positions]}
 
 
+@functools.cache
+def _decode_pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="decode")
+
+
 def gather_encoded(source: Any, positions: np.ndarray, image_size: int) -> dict[str, np.ndarray]:
     """Host-side batch of a split too large for memory (ImageNet), decoded and made square.
 
@@ -175,10 +182,13 @@ def gather_encoded(source: Any, positions: np.ndarray, image_size: int) -> dict[
       image_size: S; shorter side resized to S, centre crop (augmented on device afterwards).
     Returns:
       dict with images uint8 [b, S, S, 3], labels int32 [b], ids int32 [b] (the positions).
+
+    Images are decoded by a pool of threads, one per host core (PIL releases the GIL while decoding).
     """
     records = source.__getitems__([int(p) for p in positions])
+    images = _decode_pool().map(lambda r: decode_square(r["image"], image_size), records)
     return {
-        "images": np.stack([decode_square(r["image"], image_size) for r in records]),
+        "images": np.stack(list(images)),
         "labels": np.array([r["label"] for r in records], dtype=np.int32),
         "ids": np.asarray(positions, dtype=np.int32),
     }
