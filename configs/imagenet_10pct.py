@@ -1,4 +1,4 @@
-"""Suave, ImageNet with the SimCLR 10% labeled subset, ResNet-50 from SwAV: `configs/imagenet_10pct.py[:smoke]`.
+"""Suave, ImageNet with the SimCLR 10% labeled subset, ResNet-50 from SwAV: `configs/imagenet_10pct.py[:devices=N][,smoke]`.
 
     python -m selax.models.convert --arch swav_resnet50 --input swav_800ep_pretrain.pth.tar \
         --output ~/selax_checkpoints/swav_800ep_resnet50

@@ -55,6 +55,14 @@ def suave_fields(**overrides) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(fields)
 
 
+def device_count(words: list[str], default: int) -> int:
+    """The `devices=N` word of a config argument (the number of accelerators to scale the batch to)."""
+    counts = [int(w.split("=", 1)[1]) for w in words if w.startswith("devices=")]
+    if len(counts) > 1 or (counts and counts[0] < 1):
+        raise ValueError(f"Give one positive devices=N in the config argument, got {words}.")
+    return counts[0] if counts else default
+
+
 def parse_arg(arg: str | None) -> list[str]:
     """The comma-separated words of a config argument: `configs/x.py:2500,smoke` -> ['2500', 'smoke']."""
     return [word.strip() for word in (arg or "").split(",") if word.strip()]
@@ -83,7 +91,9 @@ def suave_imagenet(subset: str, words: list[str]) -> ml_collections.ConfigDict:
 
     From a SwAV 800-epoch checkpoint converted with `python -m selax.models.convert --arch
     swav_resnet50` (prototypes re-initialized): 100 epochs, LARS lr 0.4 -> 0.001 cosine, 5 warm-up
-    epochs, weight decay 1e-6, batch 256 unlabeled + 128 labeled, 2 x 224 + 8 x 96 crops, a queue of
+    epochs, weight decay 1e-6, batch 256 unlabeled + 128 labeled on 8 devices (`devices=N` in the
+    config argument scales the batch to 32 + 16 per device and the learning rate linearly, keeping the
+    epochs), 2 x 224 + 8 x 96 crops, a queue of
     3,840 embeddings, bfloat16 compute. Reported metric: test/linear_top1 (a linear head on the
     projector's first layer).
     """
@@ -103,18 +113,22 @@ def suave_imagenet(subset: str, words: list[str]) -> ml_collections.ConfigDict:
     )
     config.augment = augment_overrides()
     config.augment.num_local = 8
-    config.batch = dict(unlabeled=256, labeled=128, eval=512)
+    devices = device_count(words, default=8)
+    scale = devices / 8  # The recipe's batch is 256 + 128 on 8 GPUs: 32 + 16 per device.
+    config.batch = dict(unlabeled=32 * devices, labeled=16 * devices, eval=64 * devices)
     steps_per_epoch = train_images // config.batch.unlabeled
     config.num_steps = 100 * steps_per_epoch
     config.optimizer = dict(
         name="lars",
-        base_lr=0.4,
+        base_lr=0.4 * scale,
         final_lr=0.001,
         warmup_steps=5 * steps_per_epoch,
         weight_decay=1e-6,
         momentum=0.9,
     )
-    config.suave = suave_fields(queue_length=3840, queue_start_step=3840 // 256, unlabeled_mixup_alpha=1.0)
+    config.suave = suave_fields(
+        queue_length=3840, queue_start_step=-(-3840 // config.batch.unlabeled), unlabeled_mixup_alpha=1.0
+    )
     config.supervised_only = False
     config.eval = dict(knn_k=20, knn_temperature=0.07)
     config.log_every_steps = 100

@@ -74,3 +74,11 @@ def test_imagenet_without_data_says_which_files_go_where(tmp_path):
     config.dataset.data_dir = str(tmp_path)
     with pytest.raises(FileNotFoundError, match="ILSVRC2012_img_train.tar"):
         train.run(config, str(tmp_path))
+
+
+def test_imagenet_batch_and_learning_rate_scale_with_the_device_count():
+    reference, doubled = load_config("imagenet_10pct", None), load_config("imagenet_10pct", "devices=16")
+    assert (reference.batch.unlabeled, reference.batch.labeled) == (256, 128)
+    assert (doubled.batch.unlabeled, doubled.batch.labeled) == (512, 256)
+    assert doubled.optimizer.base_lr == 2 * reference.optimizer.base_lr
+    assert abs(doubled.num_steps - reference.num_steps / 2) <= 1  # Same epochs.
