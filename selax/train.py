@@ -438,35 +438,39 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     rates = []
     prefetcher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
     next_batch = prefetcher.submit(experiment.load_batch, start_step)
-    for step in range(start_step, total_steps):
-        state = experiment.update_extras(state, step)
-        batch = next_batch.result()
-        if step + 1 < total_steps:  # Read the next batch while this step runs.
-            next_batch = prefetcher.submit(experiment.load_batch, step + 1)
-        state, metrics = experiment.train_step(state, batch)
-        done = step + 1
-        if done % config.log_every_steps == 0 or done == total_steps:
-            _check_finite(state, done, checkpointer)
-            scalars = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
-            rates.append(reporter.progress(done, {"loss": scalars["train/total_loss"]}, images_per_step))
-            reporter.write_scalars(done, scalars)
-        if config.eval_every_steps and done % config.eval_every_steps == 0 and done < total_steps:
-            scalars = experiment.evaluate(state)
-            logging.info("step %d: %s", done, ", ".join(f"{k}={v:.4f}" for k, v in sorted(scalars.items())))
-            reporter.write_scalars(done, scalars)
-        if done % config.checkpoint.every_steps == 0 or stop.signum is not None:
-            _check_finite(state, done, checkpointer)
-            checkpointer.save(done, state, force=True)
-        if stop.signum is not None:
-            checkpointer.close()
-            logging.warning(
-                "Stopped by signal %d at step %d; checkpoint saved. Run the same command to resume.",
-                stop.signum,
-                done,
-            )
-            raise SystemExit(128 + stop.signum)
-    stop.restore()
-    prefetcher.shutdown()
+    try:
+        for step in range(start_step, total_steps):
+            state = experiment.update_extras(state, step)
+            batch = next_batch.result()
+            if step + 1 < total_steps:  # Read the next batch while this step runs.
+                next_batch = prefetcher.submit(experiment.load_batch, step + 1)
+            state, metrics = experiment.train_step(state, batch)
+            done = step + 1
+            if done % config.log_every_steps == 0 or done == total_steps:
+                _check_finite(state, done, checkpointer)
+                scalars = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
+                rates.append(reporter.progress(done, {"loss": scalars["train/total_loss"]}, images_per_step))
+                reporter.write_scalars(done, scalars)
+            if config.eval_every_steps and done % config.eval_every_steps == 0 and done < total_steps:
+                scalars = experiment.evaluate(state)
+                logging.info(
+                    "step %d: %s", done, ", ".join(f"{k}={v:.4f}" for k, v in sorted(scalars.items()))
+                )
+                reporter.write_scalars(done, scalars)
+            if done % config.checkpoint.every_steps == 0 or stop.signum is not None:
+                _check_finite(state, done, checkpointer)
+                checkpointer.save(done, state, force=True)
+            if stop.signum is not None:
+                checkpointer.close()
+                logging.warning(
+                    "Stopped by signal %d at step %d; checkpoint saved. Run the same command to resume.",
+                    stop.signum,
+                    done,
+                )
+                raise SystemExit(128 + stop.signum)
+    finally:  # Also on a stop or an error: the caller gets its signal handlers back.
+        stop.restore()
+        prefetcher.shutdown()
     train_seconds = time.perf_counter() - wall_start
 
     # --- Final evaluation and report ---------------------------------------------------------------

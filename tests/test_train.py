@@ -120,9 +120,11 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, uninterrupted, kill_sig
 
 def test_nonfinite_loss_stops_with_a_message_and_keeps_good_checkpoints(tmp_path):
     config = smoke_config(**{"optimizer.base_lr": float("nan"), "optimizer.warmup_steps": 0})
+    handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(FloatingPointError, match="NaN or inf.*last good checkpoint"):
         train.run(config, str(tmp_path))
     assert not (tmp_path / "metrics.json").exists()
+    assert signal.getsignal(signal.SIGINT) is handler  # Ctrl-C works again for the caller.
 
 
 @pytest.mark.parametrize(
