@@ -29,3 +29,15 @@ def forward_crops(
 
     outputs = apply_per_resolution(forward, crops)
     return outputs, stats
+
+
+def no_extras_update_steps(hp: Any) -> tuple[int, ...]:
+    """For methods whose extras change only inside the step: no step needs a whole-split update."""
+    del hp
+    return ()
+
+
+def unchanged_extras(hp: Any, extras: Any, train_predictions: dict[str, Any]) -> Any:
+    """The `update_extras` of such methods (never called, as they schedule no update)."""
+    del hp, train_predictions
+    return extras

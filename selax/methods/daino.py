@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from selax import losses
-from selax.methods.common import forward_crops
+from selax.methods.common import forward_crops, no_extras_update_steps, unchanged_extras
 from selax.models.heads import DINOHead, l2_normalize
 
 SEMI_SUPERVISED = True
@@ -179,15 +179,9 @@ def after_update(hp: HParams, params: Any, extras: Any, step: jnp.ndarray) -> tu
     return params, dict(extras, teacher_params=teacher)
 
 
-def extras_update_steps(hp: HParams) -> tuple[int, ...]:
-    """Daino's extras change only inside the step."""
-    del hp
-    return ()
-
-
-def update_extras(hp: HParams, extras: Any, train_predictions: dict[str, np.ndarray]) -> Any:
-    del hp, train_predictions
-    return extras
+# The extras (teacher, center) change only inside the step.
+extras_update_steps = no_extras_update_steps
+update_extras = unchanged_extras
 
 
 def eval_variables(params: Any, batch_stats: Any, extras: Any) -> dict[str, Any]:

@@ -11,10 +11,9 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from selax import losses
-from selax.methods.common import forward_crops
+from selax.methods.common import forward_crops, no_extras_update_steps, unchanged_extras
 from selax.models.heads import PrototypeHead, normalize_prototypes
 from selax.sinkhorn import sinkhorn
 
@@ -184,15 +183,9 @@ def after_update(hp: HParams, params: Any, extras: Any, step: jnp.ndarray) -> tu
     return normalize_prototypes(params), extras
 
 
-def extras_update_steps(hp: HParams) -> tuple[int, ...]:
-    """Suave's extras (the queue) change only inside the step."""
-    del hp
-    return ()
-
-
-def update_extras(hp: HParams, extras: Any, train_predictions: dict[str, np.ndarray]) -> Any:
-    del hp, train_predictions
-    return extras
+# The extras (the queue) change only inside the step.
+extras_update_steps = no_extras_update_steps
+update_extras = unchanged_extras
 
 
 def eval_variables(params: Any, batch_stats: Any, extras: Any) -> dict[str, Any]:
