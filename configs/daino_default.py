@@ -11,7 +11,7 @@ ImageNet recipe, for a 600-step run: no local crops, `labeled_weight=0.5`, teach
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from selax.config_fields import augment_overrides
+from selax.config_fields import augment_overrides, digits_smoke_schedule
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -60,9 +60,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.checkpoint = dict(every_steps=300, keep=2)
 
     if arg == "smoke":
-        config.num_steps = 6
-        config.log_every_steps = 2
-        config.eval_every_steps = 4
-        config.checkpoint.every_steps = 4
-        config.batch = dict(unlabeled=64, labeled=16, eval=128)
+        digits_smoke_schedule(config)
     return config

@@ -9,7 +9,7 @@
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from selax.config_fields import augment_overrides, suave_fields
+from selax.config_fields import augment_overrides, digits_smoke_schedule, suave_fields
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -41,9 +41,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.checkpoint = dict(every_steps=200, keep=2)
 
     if arg == "smoke":
-        config.num_steps = 6
-        config.log_every_steps = 2
-        config.eval_every_steps = 4
-        config.checkpoint.every_steps = 4
-        config.batch = dict(unlabeled=64, labeled=16, eval=128)
+        digits_smoke_schedule(config)
     return config

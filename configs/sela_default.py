@@ -10,7 +10,7 @@ features with every train label. `--config=configs/sela_default.py:smoke` runs a
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from selax.config_fields import augment_overrides
+from selax.config_fields import augment_overrides, digits_smoke_schedule
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -56,10 +56,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.checkpoint = dict(every_steps=500, keep=2)
 
     if arg == "smoke":
-        config.num_steps = 6
-        config.log_every_steps = 2
-        config.eval_every_steps = 4
-        config.checkpoint.every_steps = 4
-        config.batch = dict(unlabeled=64, labeled=0, eval=128)
+        digits_smoke_schedule(config, labeled_batch=0)
         config.sela.num_label_updates = 3
     return config

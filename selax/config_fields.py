@@ -68,6 +68,15 @@ def parse_arg(arg: str | None) -> list[str]:
     return [word.strip() for word in (arg or "").split(",") if word.strip()]
 
 
+def digits_smoke_schedule(config: ml_collections.ConfigDict, labeled_batch: int = 16) -> None:
+    """The `:smoke` variant of a digits config: 6 steps, logging, evaluating and checkpointing on the way."""
+    config.num_steps = 6
+    config.log_every_steps = 2
+    config.eval_every_steps = 4
+    config.checkpoint.every_steps = 4
+    config.batch = dict(unlabeled=64, labeled=labeled_batch, eval=128)
+
+
 def shrink_for_smoke(config: ml_collections.ConfigDict) -> None:
     """Turns a recipe into a few CPU steps on the embedded digits, keeping its method, optimizer and
     schedule shape, so that every shipped config is exercised by the tests."""
