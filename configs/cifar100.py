@@ -24,6 +24,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.method = "suave"
     config.seed = 0
+    config.state_sharding = "replicated"  # "fsdp": params, optimizer state and extras split over devices.
     config.dataset = dict(
         name="cifar100", data_dir=placeholder(str), labels_per_class=LABELS_PER_CLASS[labels[0]], split_seed=0
     )

@@ -24,6 +24,7 @@ def get_config(arg: str | None = None, labeled_subset: str = "10pct") -> ml_coll
     config = ml_collections.ConfigDict()
     config.method = "daino"
     config.seed = 0
+    config.state_sharding = "replicated"  # "fsdp": params, optimizer state and extras split over devices.
 
     config.dataset = dict(
         name=f"imagenet2012_subset/{labeled_subset}",  # Unlabeled: imagenet2012 train; labeled: the subset.

@@ -16,6 +16,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.method = "suave"
     config.seed = 0
+    config.state_sharding = "replicated"  # "fsdp": params, optimizer state and extras split over devices.
 
     config.dataset = dict(name="digits", data_dir=placeholder(str), labels_per_class=2, split_seed=0)
     config.model = dict(

@@ -17,6 +17,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.method = "sela"
     config.seed = 0
+    config.state_sharding = "replicated"  # "fsdp": params, optimizer state and extras split over devices.
 
     config.dataset = dict(name="digits", data_dir=placeholder(str), labels_per_class=2, split_seed=0)
     config.model = dict(
@@ -49,6 +50,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         sinkhorn_tol=1e-3,
         sinkhorn_max_iters=1000,
         sinkhorn_chunk_size=4096,
+        label_step_dtype="float32",
     )
     config.eval = dict(knn_k=20, knn_temperature=0.07)
     config.log_every_steps = 50

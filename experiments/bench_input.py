@@ -6,7 +6,10 @@ Synthetic JPEGs of ImageNet size (500 x 375) are written with PIL to a temporary
       grayscale, Gaussian blur, solarize with PIL/NumPy, normalize to float32 (1 process, 1 core);
   (b) host decode to 256 x 256 uint8 (`selax.data.datasets.decode_square`: the host part), then
       `selax.data.augment.multi_crop` jitted on the JAX default device (CPU here: a lower bound
-      for an accelerator).
+      for an accelerator);
+  (c) the training loader itself, `selax.data.pipeline.gather_encoded`, which decodes (b)'s host
+      part in a pool of one thread per host core, over an in-memory source of the same JPEG bytes:
+      images/s on all the host's cores, and its scaling efficiency (the rate over cores x (b)).
 
 From the per-core host rates it estimates how many host cores keep a node of 8 accelerators fed at
 a given per-accelerator train-step rate, assuming host work scales linearly with cores (one
@@ -31,7 +34,7 @@ import jax
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from selax.data import augment, datasets
+from selax.data import augment, datasets, pipeline
 
 RECIPE = augment.defaults("imagenet2012_8local").multi_crop
 
@@ -101,6 +104,26 @@ def host_decode_resize(paths: list[str], size: int = 256) -> tuple[float, np.nda
     return time.perf_counter() - start, batch
 
 
+class EncodedSource:
+    """The encoded-image data source `gather_encoded` reads (`__getitems__`), over JPEG bytes in memory."""
+
+    def __init__(self, paths: list[str]):
+        self._records = []
+        for path in paths:
+            with open(path, "rb") as f:
+                self._records.append({"image": f.read(), "label": 0})
+
+    def __getitems__(self, positions: list[int]) -> list[dict]:
+        return [self._records[p % len(self._records)] for p in positions]
+
+
+def threaded_gather(source: EncodedSource, count: int, size: int = 256) -> float:
+    """Seconds for `selax.data.pipeline.gather_encoded` to decode `count` images to [size, size, 3]."""
+    start = time.perf_counter()
+    pipeline.gather_encoded(source, np.arange(count), size)
+    return time.perf_counter() - start
+
+
 def device_multi_crop(batch: np.ndarray, device_batch: int, repeats: int) -> tuple[float, float]:
     """(compile seconds, seconds per batch) for jitted multi_crop of [device_batch, 256, 256, 3]."""
     images = jax.device_put(np.resize(batch, (device_batch,) + batch.shape[1:]))
@@ -133,6 +156,10 @@ def main() -> None:
         timings = [host_decode_resize(paths) for _ in range(args.repeats)]
         host_b = args.images / np.median([seconds for seconds, _ in timings])
         batch = timings[0][1]
+        source = EncodedSource(paths)
+    threaded_gather(source, len(paths))  # start the decode threads
+    threaded = args.images / np.median([threaded_gather(source, args.images) for _ in range(args.repeats)])
+    cores = os.cpu_count() or 1
     compile_s, batch_s = device_multi_crop(batch, args.device_batch, args.repeats)
     device_b = args.device_batch / batch_s
     demand = args.accelerators * args.step_rate
@@ -146,6 +173,9 @@ def main() -> None:
         "a_host_decode_augment_img_per_s_per_core": round(host_a, 1),
         "b_host_decode_resize256_img_per_s_per_core": round(host_b, 1),
         "b_jax_augment_img_per_s": round(device_b, 1),
+        "c_threaded_gather_img_per_s": round(threaded, 1),
+        "c_host_cores": cores,
+        "c_scaling_efficiency": round(threaded / (cores * host_b), 2),
         "b_jax_device": str(jax.devices()[0].platform),
         "b_jax_cpu_threads": os.cpu_count(),
         "b_jax_compile_s": round(compile_s, 2),
@@ -168,6 +198,11 @@ def main() -> None:
             "(b) host decode + resize 256",
             f"{host_b:.1f} img/s/core",
             f"{results['b_host_cores_needed']} cores",
+        ),
+        (
+            f"(c) gather_encoded, {cores} decode threads",
+            f"{threaded:.1f} img/s",
+            f"{results['c_scaling_efficiency']:.2f} of {cores} x (b)",
         ),
         (
             f"(b) jitted multi_crop on {results['b_jax_device']}",

@@ -21,10 +21,10 @@ unlabeled images/s = Bu / t and labeled images/s = Bl / t.
 
 Input rate: ``Experiment.load_batch`` (index streams, the split readers, transfer to the devices) on
 the synthetic readers, in (Bu + Bl) images/s. For CIFAR-100 this is the real path (selax holds it in
-memory). For ImageNet the real reader also decodes each JPEG on the host, serially in the training
-loop's thread; the decode + resize rate measured by ``experiments/bench_input.py``
-(``experiments/results/bench_input.json``, per core) is shown beside it, for the one core the loop uses
-today and for all the cores of this host. A run is input-bound when the input rate is below the step's
+memory). For ImageNet the real reader also decodes each JPEG on the host, in a pool of one thread per
+host core (``selax.data.pipeline.gather_encoded``), while the previous step runs; that loader's rate
+on this host, measured by ``experiments/bench_input.py`` (``experiments/results/bench_input.json``,
+row (c)), is the input rate. A run is input-bound when the input rate is below the step's
 (Bu + Bl) / t.
 
 Reduced sizes for a CPU: ``--batch_scale`` multiplies the three batch sizes (rounded to a multiple of
@@ -115,10 +115,14 @@ def scaled_augment_specs(image_scale: float):
     return specs
 
 
-def bench_recipe(name: str, args: argparse.Namespace, mesh: jax.sharding.Mesh) -> dict[str, Any]:
-    """Builds the recipe's `Experiment` on synthetic data and times its train step and `load_batch`."""
+def bench_recipe(
+    name: str, state_sharding: str, args: argparse.Namespace, mesh: jax.sharding.Mesh
+) -> dict[str, Any]:
+    """Builds the recipe's `Experiment` on synthetic data with the train state laid out as
+    `state_sharding` says, and times its train step and `load_batch`."""
     file_name, arg, train_size, labeled_size, num_classes, image_size = RECIPES[name]
     config = load_config(file_name, arg)
+    config.state_sharding = state_sharding
     config.model.init_checkpoint = ""
     config.suave.queue_start_step = 0
     for field in ("unlabeled", "labeled", "eval"):
@@ -164,6 +168,8 @@ def bench_recipe(name: str, args: argparse.Namespace, mesh: jax.sharding.Mesh) -
     labeled_view = labeled_spec.view.size if labeled_spec.view is not None else stored_size
     result = dict(
         recipe=f"configs/{file_name}" + (f":{arg}" if arg else ""),
+        state_sharding=state_sharding,
+        state_mib_per_device=round(max(sharding.bytes_per_device(state).values()) / 2**20, 1),
         encoder=config.model.encoder,
         dtype=config.model.encoder_kwargs.get("dtype", "float32"),
         batch_unlabeled=unlabeled,
@@ -182,12 +188,11 @@ def bench_recipe(name: str, args: argparse.Namespace, mesh: jax.sharding.Mesh) -
     if name.startswith("imagenet"):
         with open(os.path.join(HERE, "results", "bench_input.json")) as f:
             decode = json.load(f)
-        per_core = decode["b_host_decode_resize256_img_per_s_per_core"]
         result.update(
-            decode_img_per_s_one_core=per_core,
-            decode_img_per_s_all_cores=per_core * os.cpu_count(),
+            decode_img_per_s_one_core=decode["b_host_decode_resize256_img_per_s_per_core"],
+            decode_img_per_s_all_cores=decode["c_threaded_gather_img_per_s"],
         )
-        input_rate = per_core  # The loop decodes serially in its own thread.
+        input_rate = result["decode_img_per_s_all_cores"]  # The loader decodes on every host core.
     else:
         input_rate = result["host_read_img_per_s"]
     result["input_img_per_s"] = input_rate
@@ -198,16 +203,17 @@ def bench_recipe(name: str, args: argparse.Namespace, mesh: jax.sharding.Mesh) -
 def print_table(results: dict[str, dict[str, Any]], caption: str) -> None:
     print(caption)
     header = (
-        f"{'recipe':<30} {'batch U+L':>10} {'views (U | L)':>40} {'dtype':>9} {'compile s':>9} "
+        f"{'recipe':<30} {'state':>10} {'MiB/dev':>8} {'batch U+L':>10} {'views (U | L)':>40} {'dtype':>9} {'compile s':>9} "
         f"{'step ms':>9} {'U img/s':>9} {'L img/s':>9} {'read img/s':>11} {'decode img/s':>13} {'input-bound':>11}"
     )
     print(header)
     print("-" * len(header))
     for r in results.values():
         views = f"{'+'.join(map(str, r['unlabeled_views']))} | {r['labeled_view']}"
-        decode = f"{r['decode_img_per_s_one_core']:.0f} (1 core)" if "decode_img_per_s_one_core" in r else "-"
+        decode = f"{r['decode_img_per_s_all_cores']:.0f}" if "decode_img_per_s_all_cores" in r else "-"
         print(
-            f"{r['recipe']:<30} {r['batch_unlabeled']:>5}+{r['batch_labeled']:<4} {views:>40} {r['dtype']:>9} "
+            f"{r['recipe']:<30} {r['state_sharding']:>10} {r['state_mib_per_device']:>8.1f} "
+            f"{r['batch_unlabeled']:>5}+{r['batch_labeled']:<4} {views:>40} {r['dtype']:>9} "
             f"{r['compile_seconds']:>9.1f} {r['step_ms_median']:>9.1f} {r['unlabeled_img_per_s']:>9.1f} "
             f"{r['labeled_img_per_s']:>9.1f} {r['host_read_img_per_s']:>11.0f} {decode:>13} "
             f"{r['input_bound']!s:>11}"
@@ -221,6 +227,11 @@ def main() -> None:
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, of {list(RECIPES)}")
     parser.add_argument("--batch_scale", type=float, default=1.0, help="times every batch size")
     parser.add_argument("--image_scale", type=float, default=1.0, help="times the image and view sizes")
+    parser.add_argument(
+        "--state_shardings",
+        default="replicated",
+        help=f"comma-separated layouts of the train state, of {list(sharding.STATE_SHARDINGS)}",
+    )
     parser.add_argument("--steps", type=int, default=10, help="timed steps after the compiling one")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "bench_train.json"))
     args = parser.parse_args()
@@ -228,6 +239,9 @@ def main() -> None:
     unknown = sorted(set(names) - set(RECIPES))
     if unknown:
         parser.error(f"unknown recipes {unknown}; choose from {list(RECIPES)}")
+    layouts = [k for k in args.state_shardings.split(",") if k]
+    if set(layouts) - set(sharding.STATE_SHARDINGS):
+        parser.error(f"--state_shardings: choose from {list(sharding.STATE_SHARDINGS)}")
     if args.batch_scale <= 0 or args.image_scale <= 0 or args.steps < 1:
         parser.error("--batch_scale and --image_scale must be > 0 and --steps >= 1")
 
@@ -235,7 +249,7 @@ def main() -> None:
     devices = jax.devices()
     print(f"{len(devices)} x {devices[0].device_kind} ({jax.default_backend()}), {os.cpu_count()} host cores")
     reduced = args.batch_scale != 1.0 or args.image_scale != 1.0
-    results = {name: bench_recipe(name, args, mesh) for name in names}
+    results = {f"{n}/{k}": bench_recipe(n, k, args, mesh) for n in names for k in layouts}
     caption = (
         f"train-step throughput on {len(devices)} x {devices[0].device_kind}, {args.steps} timed steps; "
     )

@@ -110,6 +110,7 @@ def suave_imagenet(subset: str, words: list[str]) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.method = "suave"
     config.seed = 0
+    config.state_sharding = "replicated"  # "fsdp": params, optimizer state and extras split over devices.
     config.dataset = dict(
         name=f"imagenet2012_subset/{subset}", data_dir=placeholder(str), labels_per_class=0, split_seed=0
     )

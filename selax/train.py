@@ -111,8 +111,9 @@ def train_step(
 def predict_fn(
     apply_fn: Callable[..., Any], eval_spec: augment.EvalSpec
 ) -> Callable[..., dict[str, jax.Array]]:
-    """`(variables, {images [B, H, W, C] uint8, labels [B]}) -> {features [B, D], head_scores [B, K],
-    linear_logits [B, C], labels [B]}`; jitted with replicated outputs, every process gets all rows.
+    """`(variables, {images [B, H, W, C] uint8, labels [B]}) -> {features [B, D], embedding [B, E],
+    head_scores [B, K], linear_logits [B, C], labels [B]}`; jitted with replicated outputs, every process
+    gets all rows.
 
     Several heads' scores `[T, B, K]` are returned as `[B, T, K]`, batch first like every output.
     """
@@ -122,7 +123,8 @@ def predict_fn(
         if outputs["head_scores"].ndim == 3:
             outputs = dict(outputs, head_scores=jnp.swapaxes(outputs["head_scores"], 0, 1))
         return dict(
-            {k: outputs[k] for k in ("features", "head_scores", "linear_logits")}, labels=batch["labels"]
+            {k: outputs[k] for k in ("features", "embedding", "head_scores", "linear_logits")},
+            labels=batch["labels"],
         )
 
     return predict
@@ -134,14 +136,15 @@ def predict_split(
     split: datasets.SplitReader,
     mesh: jax.sharding.Mesh,
     batch_size: int,
+    keys: tuple[str, ...] = ("features", "head_scores", "linear_logits", "labels"),
 ) -> dict[str, np.ndarray]:
-    """`predict` over every example of `split` (no dropped remainder: the last batch is padded and the
-    padding cut off). Returns host arrays with `split.size` rows, the labels under `labels`."""
+    """The outputs `keys` of `predict` over every example of `split` (no dropped remainder: the last
+    batch is padded and the padding cut off), as host arrays with `split.size` rows."""
     outputs: dict[str, list[np.ndarray]] = {}
     for positions, _ in pipeline.eval_batches(split.size, batch_size):
         images, labels = split.read(positions)
         batch = pipeline.global_batch(mesh, dict(images=images, labels=labels))
-        result = jax.device_get(predict(variables, batch))
+        result = jax.device_get({k: v for k, v in predict(variables, batch).items() if k in keys})
         for name, value in result.items():
             outputs.setdefault(name, []).append(np.asarray(value))
     return {name: np.concatenate(values)[: split.size] for name, values in outputs.items()}
@@ -278,9 +281,11 @@ class Experiment:
             momentum=config.optimizer.momentum,
         )
 
-        # --- Compiled functions --------------------------------------------------------------------
+        # --- Shardings and compiled functions -------------------------------------------------------
         replicated = sharding.replicated(mesh)
-        self._init = jax.jit(self._init_state, out_shardings=replicated)
+        abstract_state = jax.eval_shape(self._init_state, jax.random.PRNGKey(0))
+        self.state_sharding = sharding.state_shardings(mesh, abstract_state, config.state_sharding)
+        self._init = jax.jit(self._init_state, out_shardings=self.state_sharding)
         step = functools.partial(
             train_step,
             method=method,
@@ -291,8 +296,8 @@ class Experiment:
         )
         self.train_step = jax.jit(
             step,
-            in_shardings=(replicated, sharding.batch_sharded(mesh)),
-            out_shardings=(replicated, replicated),
+            in_shardings=(self.state_sharding, sharding.batch_sharded(mesh)),
+            out_shardings=(self.state_sharding, replicated),
             donate_argnums=(0,),
         )
         self._predict = jax.jit(predict_fn(self.model.apply, self.eval_spec), out_shardings=replicated)
@@ -313,8 +318,8 @@ class Experiment:
         )
 
     def init_state(self) -> TrainState:
-        """The state at step 0, replicated over the mesh: a pure function of `config.seed`, with the
-        encoder (and projector) taken from `config.model.init_checkpoint` when one is named."""
+        """The state at step 0, laid out by `config.state_sharding`: a pure function of `config.seed`, with
+        the encoder (and projector) taken from `config.model.init_checkpoint` when one is named."""
         state = self._init(jax.random.PRNGKey(self.config.seed))
         if not self.config.model.init_checkpoint:
             return state
@@ -324,7 +329,7 @@ class Experiment:
         # The method's extras start from the pretrained network (Daino's teacher is a copy of it).
         extras = self.method.init_extras(self.hp, variables["params"], variables["batch_stats"])
         state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"], extras=extras)
-        return jax.device_put(state, sharding.replicated(self.mesh))
+        return jax.device_put(state, self.state_sharding)
 
     def load_batch(self, step: int) -> dict[str, jax.Array]:
         """The global batch of `step`: this process reads its slice of both streams."""
@@ -338,13 +343,15 @@ class Experiment:
 
     def update_extras(self, state: TrainState, step: int) -> TrainState:
         """Before the method's scheduled steps (SeLa's label updates), recomputes the extras from the
-        predictions on the whole training split; otherwise returns `state` unchanged."""
+        embeddings of the whole training split; otherwise returns `state` unchanged."""
         if step not in self.extras_update_steps:
             return state
         variables = self.method.eval_variables(state.params, state.batch_stats, state.extras)
-        predictions = predict_split(self._predict, variables, self.train, self.mesh, self.config.batch.eval)
-        extras = self.method.update_extras(self.hp, state.extras, predictions)
-        return state.replace(extras=jax.device_put(extras, sharding.replicated(self.mesh)))
+        embeddings = predict_split(
+            self._predict, variables, self.train, self.mesh, self.config.batch.eval, keys=("embedding",)
+        )["embedding"]
+        extras = self.method.update_extras(self.hp, state.extras, embeddings, variables["params"])
+        return state.replace(extras=jax.device_put(extras, self.state_sharding.extras))
 
     def evaluate(self, state: TrainState) -> dict[str, float]:
         """Top-1 on the whole test split of the prototype classifier, the online linear head, and kNN
@@ -356,7 +363,9 @@ class Experiment:
         config = self.config
         variables = self.method.eval_variables(state.params, state.batch_stats, state.extras)
         test = predict_split(self._predict, variables, self.test, self.mesh, config.batch.eval)
-        bank = predict_split(self._predict, variables, self.labeled, self.mesh, config.batch.eval)
+        bank = predict_split(
+            self._predict, variables, self.labeled, self.mesh, config.batch.eval, keys=("features", "labels")
+        )
         return {
             "test/prototype_top1": evaluate.top1_accuracy(test["head_scores"], test["labels"]),
             "test/linear_top1": evaluate.top1_accuracy(test["linear_logits"], test["labels"]),
@@ -382,7 +391,9 @@ class Experiment:
         config, num_classes = self.config, self.train.num_classes
         variables = self.method.eval_variables(state.params, state.batch_stats, state.extras)
         test = predict_split(self._predict, variables, self.test, self.mesh, config.batch.eval)
-        bank = predict_split(self._predict, variables, self.train, self.mesh, config.batch.eval)
+        bank = predict_split(
+            self._predict, variables, self.train, self.mesh, config.batch.eval, keys=("features", "labels")
+        )
         test_clusters = np.argmax(test["head_scores"], axis=-1).T  # [T, M]
         report = {
             f"test/{k}": v for k, v in evaluate.clustering_report(test_clusters, test["labels"]).items()

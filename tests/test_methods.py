@@ -202,19 +202,46 @@ def numpy_sinkhorn_labels(log_probs: np.ndarray, lam: float, iters: int = 20_000
 
 
 def test_label_update_is_the_argmax_of_a_numpy_sinkhorn():
-    hp = sela_hp(num_examples=60, lam=5.0, sinkhorn_tol=1e-7, sinkhorn_max_iters=20_000)
+    # 60 rows in chunks of 16: the last chunk is partial.
+    hp = sela_hp(
+        num_examples=60, lam=5.0, sinkhorn_tol=1e-7, sinkhorn_max_iters=20_000, sinkhorn_chunk_size=16
+    )
     rng = np.random.default_rng(3)
-    scores = rng.normal(size=(60, 3, 4)) * 2.0  # [N, T, K], as predicted (batch first).
-    scores[:, :, 0] += 1.5  # Uneven: the plain argmax would crowd cluster 0.
-    labels = np.asarray(sela.update_extras(hp, None, {"head_scores": scores.astype(np.float32)})["labels"])
+    embeddings = rng.normal(size=(60, 5)).astype(np.float32)  # [N, E], in train order.
+    prototypes = rng.normal(size=(3, 5, 4)).astype(np.float32)  # [T, E, K]
+    prototypes[:, :, 0] += 0.8 * embeddings.mean(0)  # Uneven: the plain argmax would crowd cluster 0.
+    params = {"head": {"prototypes": prototypes}}
+    labels = np.asarray(sela.update_extras(hp, None, embeddings, params)["labels"])
     assert labels.shape == (3, 60) and labels.dtype == np.int32
     for t in range(3):
-        expected = numpy_sinkhorn_labels(log_softmax64(scores[:, t]), hp.lam)
-        np.testing.assert_array_equal(labels[t], expected)
-        assert (
-            np.bincount(labels[t], minlength=4).max()
-            < np.bincount(scores[:, t].argmax(-1), minlength=4).max()
+        scores = embeddings.astype(np.float64) @ prototypes[t].astype(np.float64)
+        log_probs = np.asarray(sela.head_log_probs(hp, jnp.asarray(embeddings), jnp.asarray(prototypes[t])))
+        np.testing.assert_allclose(log_probs, log_softmax64(scores), atol=1e-5)
+        np.testing.assert_array_equal(labels[t], numpy_sinkhorn_labels(log_softmax64(scores), hp.lam))
+        assert np.bincount(labels[t], minlength=4).max() < np.bincount(scores.argmax(-1), minlength=4).max()
+
+
+def test_bfloat16_label_step_agrees_with_float32():
+    """The ImageNet config's memory saving: log-probabilities held in bfloat16 barely move the labels."""
+    rng = np.random.default_rng(5)
+    embeddings = rng.normal(size=(2000, 16)).astype(np.float32)
+    prototypes = rng.normal(size=(2, 16, 10)).astype(np.float32)
+    labels = {
+        dtype: np.asarray(
+            sela.pseudo_labels(
+                sela_hp(num_examples=2000, num_clusters=10, label_step_dtype=dtype), embeddings, prototypes
+            )
         )
+        for dtype in ("float32", "bfloat16")
+    }
+    assert (
+        jnp.dtype(sela.head_log_probs(sela_hp(label_step_dtype="bfloat16"), embeddings, prototypes[0]).dtype)
+        == jnp.bfloat16
+    )
+    agreement = np.mean(labels["float32"] == labels["bfloat16"])
+    assert agreement > 0.95, agreement
+    for head in labels["bfloat16"]:
+        assert np.bincount(head, minlength=10).max() < 1.2 * 200
 
 
 def test_sela_loss_is_the_mean_cross_entropy_of_the_pseudo_labels():
@@ -277,3 +304,46 @@ def test_daino_teacher_starts_from_the_init_checkpoint(tmp_path):
     state = train.Experiment(config, sharding.data_mesh(jax.devices()[:1])).init_state()
     same = jax.tree_util.tree_map(np.array_equal, state.extras["teacher_params"]["encoder"], encoder)
     assert all(jax.tree_util.tree_leaves(same))
+
+
+def test_sela_run_resumed_at_a_label_update_ends_as_an_uninterrupted_one(tmp_path):
+    """Killed right after the checkpoint that precedes a label update, a SeLa run resumes, performs that
+    update and ends with the labels and params of an uninterrupted run."""
+    import shutil
+
+    import orbax.checkpoint as ocp
+
+    config = importlib.import_module("configs.sela_default").get_config("smoke")
+    config.checkpoint.update(every_steps=2, keep=5)
+    config.eval_every_steps = 0
+    update_steps = sela.extras_update_steps(sela.hparams_from_config(config, 10, 1257))
+    resume_step = 2
+    assert resume_step in update_steps and max(update_steps) < config.num_steps
+
+    finals = {}
+    for name in ("uninterrupted", "resumed"):
+        workdir = tmp_path / name
+        finals[name] = train.run(config, str(workdir))
+    # "Kill" the second run after its checkpoint at `resume_step`: later checkpoints and the report go.
+    workdir = tmp_path / "resumed"
+    for step_dir in (workdir / "checkpoints").iterdir():
+        if step_dir.name.isdigit() and int(step_dir.name) > resume_step:
+            shutil.rmtree(step_dir)
+    (workdir / "metrics.json").unlink()
+    finals["resumed"] = train.run(config, str(workdir))
+
+    saved = {
+        name: ocp.StandardCheckpointer().restore(str(tmp_path / name / "checkpoints" / "6" / "state"))
+        for name in finals
+    }
+    initial = np.asarray(sela.init_extras(sela.hparams_from_config(config, 10, 1257), None, None)["labels"])
+    labels = saved["resumed"]["extras"]["labels"]
+    assert not np.array_equal(labels, initial)  # The labels were updated after the resume.
+    np.testing.assert_array_equal(labels, saved["uninterrupted"]["extras"]["labels"])
+    close = jax.tree_util.tree_map(
+        lambda a, b: np.allclose(a, b, atol=1e-5),
+        saved["resumed"]["params"],
+        saved["uninterrupted"]["params"],
+    )
+    assert all(jax.tree_util.tree_leaves(close))
+    assert finals["resumed"]["test/nmi"] == pytest.approx(finals["uninterrupted"]["test/nmi"], abs=1e-6)

@@ -9,8 +9,8 @@ A method module provides:
     `(loss, (batch_stats, extras, metrics))`,
   `mask_gradients(hp, grads, step)`, `after_update(hp, params, extras, step)` -> `(params, extras)`,
   `extras_update_steps(hp)`: the steps before which the loop calls
-  `update_extras(hp, extras, train_predictions)` with the predictions on the whole training split
-    (SeLa's label updates),
+  `update_extras(hp, extras, train_embeddings, params)` with the embeddings `[N, E]` of the whole
+    training split and the evaluated params (SeLa's label updates),
   `eval_variables(params, batch_stats, extras)`: the variables evaluation reads (Daino: the teacher's).
 """
 

@@ -37,7 +37,7 @@ def no_extras_update_steps(hp: Any) -> tuple[int, ...]:
     return ()
 
 
-def unchanged_extras(hp: Any, extras: Any, train_predictions: dict[str, Any]) -> Any:
+def unchanged_extras(hp: Any, extras: Any, train_embeddings: Any, params: Any) -> Any:
     """The `update_extras` of such methods (never called, as they schedule no update)."""
-    del hp, train_predictions
+    del hp, train_embeddings, params
     return extras
