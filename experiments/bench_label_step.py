@@ -25,18 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench_sinkhorn import rss_gib  # experiments/ is on sys.path when this script runs
 from selax.methods import sela
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def rss_gib(field: str) -> float:
-    """`VmRSS` (now) or `VmHWM` (peak) of this process, in GiB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 2**20
-    raise KeyError(field)
 
 
 def synthetic_embeddings(num_examples: int, dim: int, num_clusters: int, seed: int = 0) -> np.ndarray:
