@@ -34,13 +34,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def synthetic_embeddings(num_examples: int, dim: int, num_clusters: int, seed: int = 0) -> np.ndarray:
     """float32 `[N, dim]`: non-negative (post-ReLU-like) features around `num_clusters` centres."""
     rng = np.random.default_rng(seed)
-    centres = rng.gamma(1.0, 1.0, (num_clusters, dim)).astype(np.float32)
+    centres = np.abs(rng.standard_normal((num_clusters, dim), dtype=np.float32))
     embeddings = np.empty((num_examples, dim), np.float32)
     block = 65536
     for start in range(0, num_examples, block):
         rows = min(block, num_examples - start)
-        noise = rng.gamma(1.0, 0.5, (rows, dim)).astype(np.float32)
-        embeddings[start : start + rows] = centres[rng.integers(0, num_clusters, rows)] + noise
+        noise = np.abs(rng.standard_normal((rows, dim), dtype=np.float32))
+        embeddings[start : start + rows] = centres[rng.integers(0, num_clusters, rows)] + 0.5 * noise
     return embeddings
 
 

@@ -100,24 +100,34 @@ def logits(hp: HParams, head_scores: jnp.ndarray) -> jnp.ndarray:
     return head_scores if hp.temperature is None else head_scores / hp.temperature
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def head_log_probs(hp: HParams, embeddings: jax.Array, prototypes: jax.Array) -> jax.Array:
-    """One head's log-softmax logits `[N, K]` in `hp.label_step_dtype`, from embeddings `[N, E]` and
-    the head's prototypes `[E, K]`, `hp.sinkhorn_chunk_size` rows at a time (no float32 `[N, K]`)."""
-    dtype = jnp.dtype(hp.label_step_dtype)
+@functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
+def _write_log_probs(
+    hp: HParams, log_probs: jax.Array, start: jax.Array, embeddings: jax.Array, prototypes: jax.Array
+) -> jax.Array:
+    """`log_probs [N, K]` with rows `start:start + C` replaced by the log-softmax logits of
+    `embeddings [C, E]` against `prototypes [E, K]` (in place: `log_probs` is donated)."""
+    rows = jax.nn.log_softmax(logits(hp, embeddings.astype(jnp.float32) @ prototypes), axis=-1)
+    return jax.lax.dynamic_update_slice_in_dim(log_probs, rows.astype(log_probs.dtype), start, axis=0)
 
-    def row(embedding: jax.Array) -> jax.Array:
-        scores = embedding.astype(jnp.float32) @ prototypes
-        return jax.nn.log_softmax(logits(hp, scores)).astype(dtype)
 
-    return jax.lax.map(row, embeddings, batch_size=min(hp.sinkhorn_chunk_size, embeddings.shape[0]))
+def head_log_probs(hp: HParams, embeddings: np.ndarray, prototypes: jax.Array) -> jax.Array:
+    """One head's log-softmax logits `[N, K]` in `hp.label_step_dtype`, from embeddings `[N, E]` (host
+    or device) and the head's prototypes `[E, K]`. The embeddings go to the device `hp.sinkhorn_chunk_size`
+    rows at a time, so the device holds the `[N, K]` result, one chunk, and no copy of the embeddings."""
+    num_examples = embeddings.shape[0]
+    chunk = min(hp.sinkhorn_chunk_size, num_examples)
+    log_probs = jnp.zeros((num_examples, prototypes.shape[-1]), jnp.dtype(hp.label_step_dtype))
+    for start in range(0, num_examples, chunk):
+        start = min(start, num_examples - chunk)  # The last chunk overlaps the previous: one shape.
+        rows = embeddings[start : start + chunk]
+        log_probs = _write_log_probs(hp, log_probs, jnp.asarray(start), rows, prototypes)
+    return log_probs
 
 
 def pseudo_labels(hp: HParams, embeddings: np.ndarray, prototypes: jax.Array) -> jax.Array:
     """Labels int32 `[T, N]` from the training set's embeddings `[N, E]` and the heads' prototypes
     `[T, E, K]`: per head, the argmax of the equipartitioned Sinkhorn plan of its log-probabilities with
     epsilon = 1 / lambda. Heads are solved one after the other, so memory does not grow with T."""
-    embeddings = jnp.asarray(embeddings)
     labels = []
     for head_prototypes in prototypes:
         log_probs = head_log_probs(hp, embeddings, head_prototypes)
