@@ -20,7 +20,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.seed = 0
     config.state_sharding = "replicated"  # "fsdp": params, optimizer state and extras split over devices.
 
-    config.dataset = dict(name="digits", data_dir=placeholder(str), labels_per_class=2, split_seed=0)
+    # unlabeled_classes: classes with no labeled example, left for the extra prototypes to discover.
+    config.dataset = dict(
+        name="digits", data_dir=placeholder(str), labels_per_class=2, split_seed=0, unlabeled_classes=()
+    )
     config.model = dict(
         encoder="small_cnn",
         encoder_kwargs=dict(stage_widths=(32, 64, 128)),

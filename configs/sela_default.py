@@ -51,6 +51,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         sinkhorn_max_iters=1000,
         sinkhorn_chunk_size=4096,
         label_step_dtype="float32",
+        cluster_marginals=placeholder(tuple),  # None: equal cluster sizes; else a known class prior.
     )
     config.eval = dict(knn_k=20, knn_temperature=0.07)
     config.log_every_steps = 50

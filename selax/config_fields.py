@@ -35,9 +35,11 @@ def suave_fields(**overrides) -> ml_collections.ConfigDict:
     """`config.suave`: Suave's hyper-parameters (`selax.methods.suave.HParams`), the paper's defaults.
 
     `labeled_weight` unset is the per-row frequency weighting of the reference code; a float w gives
-    w * labeled + (1 - w) * unlabeled. `prototype_marginals` unset is equipartition.
+    w * labeled + (1 - w) * unlabeled. `prototype_marginals` unset is equipartition. `num_prototypes`
+    unset is one prototype per class; more leave free prototypes (e.g. for `dataset.unlabeled_classes`).
     """
     fields = dict(
+        num_prototypes=placeholder(int),
         temperature=0.1,
         sinkhorn_epsilon=0.05,
         sinkhorn_iters=3,

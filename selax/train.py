@@ -237,6 +237,7 @@ class Experiment:
             config.dataset.data_dir,
             labels_per_class=config.dataset.labels_per_class,
             split_seed=config.dataset.split_seed,
+            unlabeled_classes=tuple(config.dataset.get("unlabeled_classes") or ()),
         )
         self.hp = hp = method.hparams_from_config(config, self.train.num_classes, self.train.size)
         self.unlabeled_stream, self.labeled_stream = pipeline.semi_supervised_streams(
@@ -346,12 +347,21 @@ class Experiment:
         embeddings of the whole training split; otherwise returns `state` unchanged."""
         if step not in self.extras_update_steps:
             return state
-        variables = self.method.eval_variables(state.params, state.batch_stats, state.extras)
-        embeddings = predict_split(
-            self._predict, variables, self.train, self.mesh, self.config.batch.eval, keys=("embedding",)
-        )["embedding"]
-        extras = self.method.update_extras(self.hp, state.extras, embeddings, variables["params"])
+        embeddings = self.predict(state, self.train, keys=("embedding",))["embedding"]
+        params = self.method.eval_variables(state.params, state.batch_stats, state.extras)["params"]
+        extras = self.method.update_extras(self.hp, state.extras, embeddings, params)
         return state.replace(extras=jax.device_put(extras, self.state_sharding.extras))
+
+    def predict(
+        self,
+        state: TrainState,
+        split: datasets.SplitReader,
+        keys: tuple[str, ...] = ("features", "head_scores", "linear_logits", "labels"),
+    ) -> dict[str, np.ndarray]:
+        """The evaluation outputs `keys` (`predict_fn`) of the method's eval variables on every example of
+        `split` (e.g. `self.test`), as host arrays in split order."""
+        variables = self.method.eval_variables(state.params, state.batch_stats, state.extras)
+        return predict_split(self._predict, variables, split, self.mesh, self.config.batch.eval, keys)
 
     def evaluate(self, state: TrainState) -> dict[str, float]:
         """Top-1 on the whole test split of the prototype classifier, the online linear head, and kNN
@@ -361,11 +371,8 @@ class Experiment:
         if not self.method.SEMI_SUPERVISED:
             return self.evaluate_clustering(state)
         config = self.config
-        variables = self.method.eval_variables(state.params, state.batch_stats, state.extras)
-        test = predict_split(self._predict, variables, self.test, self.mesh, config.batch.eval)
-        bank = predict_split(
-            self._predict, variables, self.labeled, self.mesh, config.batch.eval, keys=("features", "labels")
-        )
+        test = self.predict(state, self.test)
+        bank = self.predict(state, self.labeled, keys=("features", "labels"))
         return {
             "test/prototype_top1": evaluate.top1_accuracy(test["head_scores"], test["labels"]),
             "test/linear_top1": evaluate.top1_accuracy(test["linear_logits"], test["labels"]),
@@ -389,11 +396,8 @@ class Experiment:
         probe on frozen encoder features use every training label: the standard unsupervised protocol.
         """
         config, num_classes = self.config, self.train.num_classes
-        variables = self.method.eval_variables(state.params, state.batch_stats, state.extras)
-        test = predict_split(self._predict, variables, self.test, self.mesh, config.batch.eval)
-        bank = predict_split(
-            self._predict, variables, self.train, self.mesh, config.batch.eval, keys=("features", "labels")
-        )
+        test = self.predict(state, self.test)
+        bank = self.predict(state, self.train, keys=("features", "labels"))
         test_clusters = np.argmax(test["head_scores"], axis=-1).T  # [T, M]
         report = {
             f"test/{k}": v for k, v in evaluate.clustering_report(test_clusters, test["labels"]).items()

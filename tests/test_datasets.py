@@ -79,6 +79,20 @@ def test_digits_longtail_is_a_deterministic_subset(digits, data_dir):
     np.testing.assert_array_equal(test.ids, digits["test"].ids)
 
 
+def test_open_splits_leaves_the_unlabeled_classes_out_of_the_labeled_reader(data_dir):
+    train, labeled, test = datasets.open_splits(
+        "digits", data_dir, labels_per_class=2, split_seed=0, unlabeled_classes=(8, 9)
+    )
+    _, labeled_labels = labeled.read(np.arange(labeled.size))
+    np.testing.assert_array_equal(np.bincount(labeled_labels, minlength=10), [2] * 8 + [0, 0])
+    _, train_labels = train.read(np.arange(train.size))
+    assert train.size == 1257 and {8, 9} <= set(train_labels) and labeled.num_classes == 10
+    with pytest.raises(ValueError, match="unlabeled_classes"):
+        datasets.open_splits(
+            "imagenet2012", data_dir, labels_per_class=0, split_seed=0, unlabeled_classes=(1,)
+        )
+
+
 def _save(path, color, size):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, color).save(path)

@@ -1,5 +1,5 @@
 """Daino and SeLa: schedules, EMA and center math, targets, losses and label updates against float64 NumPy
-references (the configs' :smoke runs are in tests/test_configs.py)."""
+references; Suave's and SeLa's class priors (the configs' :smoke runs are in tests/test_configs.py)."""
 
 import importlib
 import os
@@ -7,11 +7,12 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
 from selax import train
-from selax.methods import daino, sela
+from selax.methods import daino, sela, suave
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -188,16 +189,21 @@ def test_label_update_schedule_is_denser_early():
     assert len(short) == len(set(short)) < 40
 
 
-def numpy_sinkhorn_labels(log_probs: np.ndarray, lam: float, iters: int = 20_000) -> np.ndarray:
-    """float64 reference: P = P0^lam scaled to uniform row and column marginals, labels = argmax."""
+def numpy_sinkhorn_labels(
+    log_probs: np.ndarray, lam: float, iters: int = 20_000, cluster_marginals=None
+) -> np.ndarray:
+    """float64 reference: P = P0^lam scaled to uniform row marginals and column marginals `cluster_marginals`
+    (normalized; uniform when None), labels = argmax."""
     n, k = log_probs.shape
+    b = np.ones(k) if cluster_marginals is None else np.asarray(cluster_marginals, np.float64)
+    b = b / b.sum()
     log_kernel = lam * np.asarray(log_probs, np.float64)
     log_kernel -= log_kernel.max()
     kernel = np.exp(log_kernel)
     u, v = np.ones(n), np.ones(k)
     for _ in range(iters):
         u = (1.0 / n) / (kernel @ v)
-        v = (1.0 / k) / (kernel.T @ u)
+        v = b / (kernel.T @ u)
     return np.argmax(u[:, None] * kernel * v[None, :], axis=1)
 
 
@@ -242,6 +248,90 @@ def test_bfloat16_label_step_agrees_with_float32():
     assert agreement > 0.95, agreement
     for head in labels["bfloat16"]:
         assert np.bincount(head, minlength=10).max() < 1.2 * 200
+
+
+def test_label_update_with_a_class_prior_is_the_argmax_of_a_numpy_sinkhorn_with_that_prior():
+    prior = (5.0, 3.0, 1.5, 0.5)  # Unnormalized masses: the Sinkhorn normalizes them.
+    fields = dict(num_examples=200, num_heads=2, lam=5.0, sinkhorn_tol=1e-7, sinkhorn_max_iters=20_000)
+    rng = np.random.default_rng(5)
+    embeddings = rng.normal(size=(200, 6)).astype(np.float32)  # [N, E]
+    params = {"head": {"prototypes": rng.normal(size=(2, 6, 4)).astype(np.float32)}}  # [T, E, K]
+    labels = np.asarray(
+        sela.update_extras(sela_hp(**fields, cluster_marginals=prior), None, embeddings, params)["labels"]
+    )
+    balanced = np.asarray(sela.update_extras(sela_hp(**fields), None, embeddings, params)["labels"])
+    for t in range(2):
+        scores = embeddings.astype(np.float64) @ params["head"]["prototypes"][t].astype(np.float64)
+        expected = numpy_sinkhorn_labels(log_softmax64(scores), fields["lam"], cluster_marginals=prior)
+        np.testing.assert_array_equal(labels[t], expected)
+        counts = np.bincount(labels[t], minlength=4)
+        # The pseudo-label counts follow the prior's order and sit closer to it than the balanced ones.
+        assert np.all(np.diff(counts) < 0)
+        target = 200 * np.asarray(prior) / sum(prior)
+        assert np.abs(counts - target).sum() < np.abs(np.bincount(balanced[t], minlength=4) - target).sum()
+
+
+def config_with(section: str, **fields):
+    """A minimal config for `hparams_from_config`: `config.<section>` holds `fields`."""
+    return ml_collections.ConfigDict({"seed": 0, "num_steps": 100, "supervised_only": False, section: fields})
+
+
+@pytest.mark.parametrize(
+    "method, section, field, extra",
+    [
+        (sela, "sela", "cluster_marginals", dict(num_clusters=3, num_heads=1, num_label_updates=2)),
+        (suave, "suave", "prototype_marginals", dict(num_prototypes=3)),
+    ],
+)
+def test_bad_class_priors_name_the_config_field(method, section, field, extra):
+    good = method.hparams_from_config(config_with(section, **extra, **{field: (2, 1, 1)}), 10, 50)
+    assert getattr(good, field) == (2.0, 1.0, 1.0)
+    assert (
+        getattr(method.hparams_from_config(config_with(section, **extra, **{field: None}), 10, 50), field)
+        is None
+    )
+    for bad, message in (
+        ((0.5, 0.5), "has 2 entries but there are 3"),
+        ((1.0, 0.0, 1.0), "strictly positive"),
+    ):
+        with pytest.raises(ValueError, match=rf"config\.{section}\.{field}.*{message}|{message}"):
+            method.hparams_from_config(config_with(section, **extra, **{field: bad}), 10, 50)
+
+
+def numpy_swav_assignments(
+    scores: np.ndarray, epsilon: float, num_iters: int, prototype_marginals
+) -> np.ndarray:
+    """float64 reference of Suave's targets: `num_iters` column-then-row scalings of exp(S / eps) to rows of
+    1/N and columns of the normalized prior, returned per sample (rows sum to 1)."""
+    n = scores.shape[0]
+    b = np.asarray(prototype_marginals, np.float64) / np.sum(prototype_marginals)
+    plan = np.exp((scores - scores.max()) / epsilon)
+    for _ in range(num_iters):
+        plan *= (b / plan.sum(axis=0))[None, :]
+        plan *= ((1.0 / n) / plan.sum(axis=1))[:, None]
+    return plan / plan.sum(axis=1, keepdims=True)
+
+
+def test_suave_targets_follow_the_prototype_prior():
+    prior = (0.55, 0.25, 0.12, 0.08)
+    hp = suave.HParams(num_prototypes=4, prototype_marginals=prior, sinkhorn_iters=3)
+    rng = np.random.default_rng(6)
+    embeddings = rng.normal(size=(64, 5))
+    prototypes = rng.normal(size=(5, 4))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    prototypes /= np.linalg.norm(prototypes, axis=0, keepdims=True)
+    scores = (embeddings @ prototypes).astype(np.float32)
+    targets = np.asarray(suave.assignments(hp, jnp.asarray(scores), None, jnp.array(False)))
+    expected = numpy_swav_assignments(scores.astype(np.float64), hp.sinkhorn_epsilon, 3, prior)
+    np.testing.assert_allclose(targets, expected, atol=2e-5)
+    # Iterated to convergence, the mass each prototype receives is the prior's.
+    converged = suave.assignments(
+        suave.HParams(num_prototypes=4, prototype_marginals=prior, sinkhorn_iters=300),
+        jnp.asarray(scores),
+        None,
+        jnp.array(False),
+    )
+    np.testing.assert_allclose(np.asarray(converged).mean(axis=0), prior, atol=1e-3)
 
 
 def test_sela_loss_is_the_mean_cross_entropy_of_the_pseudo_labels():

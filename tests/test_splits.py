@@ -44,3 +44,21 @@ def test_short_class_is_named_with_its_count():
         splits.labeled_subset(labels, 0, seed=0)
     with pytest.raises(ValueError, match="no -1 labels"):
         splits.labeled_subset(np.array([0, 1, -1]), 1, seed=0)
+
+
+def test_unlabeled_classes_get_no_label_and_the_others_keep_their_draw():
+    labels = _labels([12, 9, 15, 11, 10])
+    full = splits.labeled_subset(labels, 3, seed=5)
+    without = splits.labeled_subset(labels, 3, seed=5, unlabeled_classes=(3, 1))
+    np.testing.assert_array_equal(np.bincount(labels[without], minlength=5), [3, 0, 3, 0, 3])
+    np.testing.assert_array_equal(without, full[~np.isin(labels[full], (1, 3))])
+    # A class left unlabeled may have fewer examples than per_class.
+    short = _labels([10, 2, 10])
+    subset = splits.labeled_subset(short, 4, seed=0, unlabeled_classes=(1,))
+    np.testing.assert_array_equal(np.bincount(short[subset], minlength=3), [4, 0, 4])
+
+
+@pytest.mark.parametrize("unlabeled_classes", [(5,), (-1,), (2, 2), (0, 1, 2, 3, 4)])
+def test_bad_unlabeled_classes_name_the_config_field(unlabeled_classes):
+    with pytest.raises(ValueError, match=r"config\.dataset\.unlabeled_classes.*0\.\.4"):
+        splits.labeled_subset(_labels([6] * 5), 2, seed=0, unlabeled_classes=unlabeled_classes)

@@ -530,12 +530,19 @@ def _encoded_reader(source: Any, num_classes: int, image_size: int) -> SplitRead
 
 
 def open_splits(
-    name: str, data_dir: str | None, *, labels_per_class: int, split_seed: int, image_size: int = 256
+    name: str,
+    data_dir: str | None,
+    *,
+    labels_per_class: int,
+    split_seed: int,
+    unlabeled_classes: Sequence[int] = (),
+    image_size: int = 256,
 ) -> tuple[SplitReader, SplitReader, SplitReader]:
     """(train, labeled, test) readers for semi-supervised training on dataset ``name``.
 
     In-memory datasets (digits, digits_longtail, cifar100, image_folder) take ``labels_per_class``
-    labeled train images per class, chosen by ``split_seed`` (`selax.data.splits.labeled_subset`).
+    labeled train images per class, chosen by ``split_seed`` (`selax.data.splits.labeled_subset`),
+    none of the classes in ``unlabeled_classes`` (still in the unlabeled stream, to be discovered).
     ``imagenet2012_subset/1pct`` and ``/10pct`` read the unlabeled stream from ``imagenet2012``
     train, the labeled one from the SimCLR subset, and test on ``imagenet2012`` validation; their
     images are decoded on the host, resized and centre-cropped to ``image_size``. ``imagenet2012``
@@ -544,6 +551,11 @@ def open_splits(
     from selax.data.splits import labeled_subset
 
     check_name(name)
+    if unlabeled_classes and name.startswith("imagenet2012"):
+        raise ValueError(
+            f"config.dataset.unlabeled_classes is for in-memory datasets; {name} reads its labeled"
+            " subset from a fixed list: leave it empty."
+        )
     if name.startswith("imagenet2012_subset/"):
         num_classes = 1000
         train = data_source("imagenet2012", "train", data_dir, encoded_images=True)
@@ -557,5 +569,5 @@ def open_splits(
         return train_reader, train_reader, _encoded_reader(test, 1000, image_size)
     train = load_arrays(name, "train", data_dir)
     test = load_arrays(name, "test", data_dir)
-    labeled_ids = labeled_subset(train.labels, labels_per_class, split_seed)
+    labeled_ids = labeled_subset(train.labels, labels_per_class, split_seed, unlabeled_classes)
     return _array_reader(train), _array_reader(train, labeled_ids), _array_reader(test)

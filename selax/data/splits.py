@@ -8,23 +8,30 @@ does not use this: its 1% and 10% labeled sets are the SimCLR lists, read throug
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 CIFAR100_LABELS_PER_CLASS = (4, 25, 100)
 
 
-def labeled_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+def labeled_subset(
+    labels: np.ndarray, per_class: int, seed: int, unlabeled_classes: Sequence[int] = ()
+) -> np.ndarray:
     """Positions of ``per_class`` examples of each class, drawn without replacement.
 
     Args:
-      labels: int [N], classes 0..K-1 (K = max label + 1; every class must be present).
+      labels: int [N], classes 0..K-1 (K = max label + 1; every labeled class must be present).
       per_class: examples kept per class, >= 1.
       seed: the same seed always gives the same subset.
+      unlabeled_classes: classes left without any labeled example (classes to discover). The other
+        classes keep the very examples they get without it (when every class has ``per_class``).
     Returns:
-      int64 [K * per_class], sorted positions into ``labels``.
+      int64 [(K - len(unlabeled_classes)) * per_class], sorted positions into ``labels``.
     Raises:
-      ValueError: ``per_class`` < 1, negative labels, or a class with fewer than ``per_class``
-        examples (named with its count).
+      ValueError: ``per_class`` < 1, negative labels, a labeled class with fewer than ``per_class``
+        examples (named with its count), or ``unlabeled_classes`` not distinct classes in 0..K-1
+        that leave one class labeled.
     """
     labels = np.asarray(labels)
     if per_class < 1:
@@ -32,15 +39,28 @@ def labeled_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     if labels.ndim != 1 or labels.size == 0 or labels.min() < 0:
         raise ValueError("labels must be a non-empty 1-D array of classes 0..K-1 (no -1 labels).")
     counts = np.bincount(labels)
-    short = np.flatnonzero(counts < per_class)
-    if short.size:
+    left_out = set(int(c) for c in unlabeled_classes)
+    if (
+        len(left_out) != len(unlabeled_classes)
+        or not left_out <= set(range(counts.size))
+        or len(left_out) == counts.size
+    ):
+        raise ValueError(
+            "unlabeled_classes (config.dataset.unlabeled_classes) must be distinct classes in"
+            f" 0..{counts.size - 1} that leave at least one class labeled, got {tuple(unlabeled_classes)}."
+        )
+    short = [c for c in np.flatnonzero(counts < per_class) if c not in left_out]
+    if short:
         details = ", ".join(f"class {c} has {counts[c]}" for c in short)
         raise ValueError(
             f"labeled_subset needs {per_class} examples per class, but {details}; "
             "lower per_class or use a larger split."
         )
     rng = np.random.default_rng(seed)
+    # Every class is drawn, in order, so that leaving classes out does not change the others' draws.
     chosen = [
-        rng.choice(np.flatnonzero(labels == c), size=per_class, replace=False) for c in range(counts.size)
+        rng.choice(np.flatnonzero(labels == c), size=min(per_class, counts[c]), replace=False)
+        for c in range(counts.size)
     ]
-    return np.sort(np.concatenate(chosen)).astype(np.int64)
+    kept = [positions for c, positions in enumerate(chosen) if c not in left_out]
+    return np.sort(np.concatenate(kept)).astype(np.int64)

@@ -1,5 +1,7 @@
-"""Pieces every method uses: the multi-crop forward with batch statistics threaded through."""
+"""Pieces every method uses: the multi-crop forward with batch statistics threaded through, and the
+check of a configured class prior."""
 
+import math
 from typing import Any, Callable, Sequence
 
 import jax.numpy as jnp
@@ -41,3 +43,26 @@ def unchanged_extras(hp: Any, extras: Any, train_embeddings: Any, params: Any) -
     """The `update_extras` of such methods (never called, as they schedule no update)."""
     del hp, train_embeddings, params
     return extras
+
+
+def checked_marginals(field: str, marginals: Sequence[float] | None, length: int) -> tuple[float, ...] | None:
+    """A configured prior over the `length` prototypes (Sinkhorn's column marginals), as floats.
+
+    None or empty means equipartition (returns None). The masses need not sum to 1: the Sinkhorn
+    normalizes them. Raises a ValueError naming the config `field` unless there are `length` finite,
+    strictly positive masses.
+    """
+    if marginals is None or len(marginals) == 0:
+        return None
+    masses = tuple(float(m) for m in marginals)
+    if len(masses) != length:
+        raise ValueError(
+            f"{field} has {len(masses)} entries but there are {length} prototypes: give one mass per"
+            " prototype (e.g. the class frequencies), or leave it unset for equipartition."
+        )
+    if not all(math.isfinite(m) and m > 0 for m in masses):
+        raise ValueError(
+            f"{field}={masses} must be finite and strictly positive: give every prototype some mass"
+            " (a small one for a rare class)."
+        )
+    return masses

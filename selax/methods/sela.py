@@ -4,7 +4,8 @@ Training alternates (1) optimizer steps on the cross-entropy of every head's sco
 pseudo-labels, averaged over heads and views, and (2) at scheduled steps, a label update over the whole
 training set: each head's log-probabilities `[N, K]` are turned into an equipartitioned assignment
 `P^lambda` by `selax.sinkhorn.sinkhorn_labels` (epsilon = 1 / lambda) and each image takes its argmax.
-No ground-truth label is used for training.
+With `cluster_marginals` (a known class prior), the plan's cluster sizes follow that prior instead of
+equipartition; the initial random labels stay balanced. No ground-truth label is used for training.
 
 The label update holds the training set's embeddings `[N, E]` (the heads' input) and one head's
 log-probabilities `[N, K]` at a time, computed from the embeddings in chunks, in `label_step_dtype`:
@@ -27,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from selax.methods.common import checked_marginals
 from selax.models.heads import PrototypeHead, normalize_prototypes
 from selax.sinkhorn import sinkhorn_labels
 
@@ -50,14 +52,18 @@ class HParams:
     sinkhorn_max_iters: int = 1000
     sinkhorn_chunk_size: int = 4096  # Also the rows per chunk when computing the log-probabilities.
     label_step_dtype: str = "float32"  # Of the per-head log-probabilities `[N, K]`; "bfloat16" halves them.
+    cluster_marginals: tuple[float, ...] | None = None  # Cluster sizes of the label step; None: equal.
     seed: int = 0
 
 
 def hparams_from_config(config: Any, num_classes: int, num_examples: int) -> HParams:
     """SeLa's hyper-parameters from `config.sela`; as many clusters as classes unless configured."""
     fields = dict(config.sela)
+    num_clusters = fields.pop("num_clusters", None) or num_classes
+    marginals = fields.pop("cluster_marginals", None)
     return HParams(
-        num_clusters=fields.pop("num_clusters", None) or num_classes,
+        num_clusters=num_clusters,
+        cluster_marginals=checked_marginals("config.sela.cluster_marginals", marginals, num_clusters),
         num_examples=num_examples,
         num_steps=config.num_steps,
         seed=config.seed,
@@ -126,8 +132,10 @@ def head_log_probs(hp: HParams, embeddings: np.ndarray, prototypes: jax.Array) -
 
 def pseudo_labels(hp: HParams, embeddings: np.ndarray, prototypes: jax.Array) -> jax.Array:
     """Labels int32 `[T, N]` from the training set's embeddings `[N, E]` and the heads' prototypes
-    `[T, E, K]`: per head, the argmax of the equipartitioned Sinkhorn plan of its log-probabilities with
-    epsilon = 1 / lambda. Heads are solved one after the other, so memory does not grow with T."""
+    `[T, E, K]`: per head, the argmax of the Sinkhorn plan of its log-probabilities with epsilon =
+    1 / lambda, whose cluster marginals are `hp.cluster_marginals` (equipartition when None). Heads are
+    solved one after the other, so memory does not grow with T."""
+    marginals = None if hp.cluster_marginals is None else jnp.asarray(hp.cluster_marginals, jnp.float32)
     labels = []
     for head_prototypes in prototypes:
         log_probs = head_log_probs(hp, embeddings, head_prototypes)
@@ -137,6 +145,7 @@ def pseudo_labels(hp: HParams, embeddings: np.ndarray, prototypes: jax.Array) ->
                 1.0 / hp.lam,
                 tol=hp.sinkhorn_tol,
                 max_iters=hp.sinkhorn_max_iters,
+                prototype_marginals=marginals,
                 chunk_size=min(hp.sinkhorn_chunk_size, log_probs.shape[0]),
             )
         )

@@ -13,7 +13,12 @@ import jax
 import jax.numpy as jnp
 
 from selax import losses
-from selax.methods.common import forward_crops, no_extras_update_steps, unchanged_extras
+from selax.methods.common import (
+    checked_marginals,
+    forward_crops,
+    no_extras_update_steps,
+    unchanged_extras,
+)
 from selax.models.heads import PrototypeHead, normalize_prototypes
 from selax.sinkhorn import sinkhorn
 
@@ -45,14 +50,19 @@ def build_head(hp: HParams) -> nn.Module:
 
 
 def hparams_from_config(config: Any, num_classes: int, num_examples: int) -> HParams:
-    """Suave's hyper-parameters from `config.suave`; one prototype per class unless configured."""
+    """Suave's hyper-parameters from `config.suave`; one prototype per class unless configured.
+
+    `prototype_marginals` (one positive mass per prototype, e.g. the known class frequencies of the
+    unlabeled data) replaces the Sinkhorn's equipartition of the unlabeled targets.
+    """
     del num_examples
     fields = dict(config.suave)
+    num_prototypes = fields.pop("num_prototypes", None) or num_classes
     marginals = fields.pop("prototype_marginals", None)
     return HParams(
         supervised_only=config.supervised_only,
-        num_prototypes=fields.pop("num_prototypes", None) or num_classes,
-        prototype_marginals=tuple(marginals) if marginals else None,
+        num_prototypes=num_prototypes,
+        prototype_marginals=checked_marginals("config.suave.prototype_marginals", marginals, num_prototypes),
         **fields,
     )
 

@@ -1,0 +1,231 @@
+"""Two Suave studies on the digits that the papers do not run: a class prior in the Sinkhorn, and classes
+with no labeled example.
+
+    python experiments/digits_studies.py [--study prior|novel|all] [--seeds 0,1,2] [--variants ROW,...]
+
+Every run is `configs/default.py` (Suave, small CNN, 600 steps, 2 labels per class) trained through
+`selax.train.run` in a fresh workdir under a temporary directory, then restored to predict the test split.
+
+* `prior`: the long-tailed digits (`dataset.name=digits_longtail`: train classes 0..9 shrink
+  exponentially, 122 -> 12 images (494 in all), imbalance ratio 10; the test split is digits' own,
+  balanced, 52-55 per class). The labeled subset is still 2 images per class. Rows: Sinkhorn targets
+  equipartitioned (the paper), or with `suave.prototype_marginals` set to the true train class
+  frequencies. Reported: test top-1 of the prototype classifier, of the online linear head and of
+  kNN, and the prototype top-1 on the 5 head classes (0-4) and the 5 tail classes (5-9).
+* `novel`: the digits with `dataset.unlabeled_classes=(8, 9)` (16 labels, classes 8 and 9 only in the
+  unlabeled stream) and `suave.num_prototypes` = 10 or 12, equipartitioned, and 12 with the known
+  class masses as `suave.prototype_marginals` (`12_prototypes_prior`). Labeled class c trains
+  prototype c; the other prototypes are free and get unlabeled images only through the Sinkhorn
+  (the labeled images are targets for their own class's prototype alone). Reported: prototype
+  top-1 on the test images of the 8 labeled classes, and for the test images of classes 8 and 9 the
+  NMI and cluster accuracy (Hungarian) of their prototype argmax against their true class, and the
+  fraction of them whose argmax is a free prototype; `nmi_all` is the NMI of the argmax over the whole
+  test split.
+
+Prints one line per row (mean and standard deviation over the seeds) and writes
+experiments/results/digits_studies.json with every seed's numbers, per-class top-1 and, for `novel`,
+the prototype histogram of each unlabeled class.
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from selax import evaluate, sharding, train  # noqa: E402
+from selax.checkpoint import Checkpointer  # noqa: E402
+from selax.data import datasets  # noqa: E402
+
+RESULTS = os.path.join(REPO, "experiments", "results", "digits_studies.json")
+HEAD_CLASSES = (0, 1, 2, 3, 4)
+NOVEL_CLASSES = (8, 9)
+
+
+def default_config():
+    """configs/default.py's config (Suave on the digits)."""
+    spec = importlib.util.spec_from_file_location(
+        "default_config", os.path.join(REPO, "configs", "default.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def longtail_train_frequencies() -> tuple[float, ...]:
+    """The class frequencies `[10]` of the long-tailed train split: the prior the `prior` study knows."""
+    labels = datasets.load_arrays("digits_longtail", "train").labels
+    counts = np.bincount(labels, minlength=10)
+    return tuple(float(c) for c in counts / counts.sum())
+
+
+def variants(study: str) -> dict[str, dict]:
+    """Each row's config overrides, `{row name: {dotted field: value}}`."""
+    if study == "prior":
+        longtail = {"dataset.name": "digits_longtail"}
+        return {
+            "equipartition": longtail,
+            "true_prior": {**longtail, "suave.prototype_marginals": longtail_train_frequencies()},
+        }
+    novel = {"dataset.unlabeled_classes": NOVEL_CLASSES}
+    rows = {f"{k}_prototypes": {**novel, "suave.num_prototypes": k} for k in (10, 12)}
+    # 12 prototypes with the known class masses: 1/10 on each labeled class, the unlabeled classes'
+    # 2/10 shared by the 4 free prototypes.
+    free_share = len(NOVEL_CLASSES) / 10 / (12 - 10 + len(NOVEL_CLASSES))
+    marginals = tuple(0.1 if c < 10 - len(NOVEL_CLASSES) else free_share for c in range(12))
+    rows["12_prototypes_prior"] = {**rows["12_prototypes"], "suave.prototype_marginals": marginals}
+    return rows
+
+
+def configured(overrides: dict, seed: int):
+    config = default_config()
+    config.seed = seed
+    for field, value in overrides.items():
+        section, name = field.split(".")
+        config[section][name] = value
+    return config
+
+
+def train_and_predict(config, workdir: str) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Trains `config` in `workdir`; returns the final metrics and the test predictions of the last state."""
+    final = train.run(config, workdir)
+    experiment = train.Experiment(config, sharding.data_mesh())
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+    state = checkpointer.restore(experiment.init_state())
+    checkpointer.close()
+    return final, experiment.predict(state, experiment.test)
+
+
+def per_class_top1(scores: np.ndarray, labels: np.ndarray) -> list[float]:
+    return [evaluate.top1_accuracy(scores, labels, labels == c) for c in range(10)]
+
+
+def prior_metrics(final: dict[str, float], test: dict[str, np.ndarray]) -> dict:
+    scores, labels = test["head_scores"], test["labels"]
+    head = np.isin(labels, HEAD_CLASSES)
+    return {
+        "prototype_top1": final["test/prototype_top1"],
+        "linear_top1": final["test/linear_top1"],
+        "knn_top1": final["test/knn_top1"],
+        "head_top1": evaluate.top1_accuracy(scores, labels, head),
+        "tail_top1": evaluate.top1_accuracy(scores, labels, ~head),
+        "per_class_top1": per_class_top1(scores, labels),
+        "predicted_class_counts": np.bincount(np.argmax(scores, -1), minlength=10).tolist(),
+    }
+
+
+def novel_metrics(final: dict[str, float], test: dict[str, np.ndarray]) -> dict:
+    scores, labels = test["head_scores"], test["labels"]
+    clusters = np.argmax(scores, -1)
+    novel = np.isin(labels, NOVEL_CLASSES)
+    labeled_classes = [c for c in range(10) if c not in NOVEL_CLASSES]
+    report = evaluate.clustering_report(clusters[novel], labels[novel])
+    return {
+        "labeled_classes_top1": evaluate.top1_accuracy(scores, labels, ~novel),
+        "novel_nmi": report["nmi"],
+        "novel_cluster_accuracy": report["cluster_accuracy"],
+        "novel_on_free_prototypes": float(np.mean(~np.isin(clusters[novel], labeled_classes))),
+        "nmi_all": evaluate.nmi(clusters, labels),
+        "prototype_top1_all": final["test/prototype_top1"],
+        "novel_prototype_histograms": {
+            str(c): np.bincount(clusters[labels == c], minlength=scores.shape[-1]).tolist()
+            for c in NOVEL_CLASSES
+        },
+    }
+
+
+COLUMNS = {
+    "prior": ("prototype_top1", "linear_top1", "knn_top1", "head_top1", "tail_top1"),
+    "novel": (
+        "labeled_classes_top1",
+        "novel_nmi",
+        "novel_cluster_accuracy",
+        "novel_on_free_prototypes",
+        "nmi_all",
+    ),
+}
+
+
+def run_study(study: str, seeds: list[int], root: str, only: list[str] | None = None) -> list[dict]:
+    """Runs every variant of `study` (those named in `only`, when given) for every seed."""
+    rows = []
+    for variant, overrides in variants(study).items():
+        if only and variant not in only:
+            continue
+        runs = []
+        for seed in seeds:
+            config = configured(overrides, seed)
+            start = time.perf_counter()
+            final, test = train_and_predict(config, os.path.join(root, f"{study}_{variant}_seed{seed}"))
+            metrics = (prior_metrics if study == "prior" else novel_metrics)(final, test)
+            runs.append({"seed": seed, "wall_seconds": time.perf_counter() - start, **metrics})
+            print(
+                f"  {study}/{variant} seed {seed}: "
+                + ", ".join(f"{k}={metrics[k]:.3f}" for k in COLUMNS[study])
+            )
+        summary = {
+            k: {"mean": float(np.mean([r[k] for r in runs])), "std": float(np.std([r[k] for r in runs]))}
+            for k in COLUMNS[study]
+        }
+        overrides_json = {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}
+        rows.append(
+            {
+                "study": study,
+                "variant": variant,
+                "overrides": overrides_json,
+                "summary": summary,
+                "runs": runs,
+            }
+        )
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    for study in dict.fromkeys(r["study"] for r in rows):
+        columns = COLUMNS[study]
+        print(f"\n{study} (mean +- std over seeds)")
+        print(f"{'variant':<16}" + "".join(f"{c:>26}" for c in columns))
+        for r in (r for r in rows if r["study"] == study):
+            cells = "".join(
+                f"{r['summary'][c]['mean']:>19.3f} +-{r['summary'][c]['std']:.3f}" for c in columns
+            )
+            print(f"{r['variant']:<16}{cells}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--study", choices=("prior", "novel", "all"), default="all")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds")
+    parser.add_argument("--variants", default="", help="comma-separated rows to run (default: all)")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    only = [v for v in args.variants.split(",") if v]
+    studies = ("prior", "novel") if args.study == "all" else (args.study,)
+    with tempfile.TemporaryDirectory(prefix="digits_studies_") as root:
+        rows = [row for study in studies for row in run_study(study, seeds, root, only)]
+    print_table(rows)
+    previous = {}
+    if os.path.exists(RESULTS):
+        with open(RESULTS) as f:
+            previous = {(r["study"], r["variant"]): r for r in json.load(f)["rows"]}
+    previous.update({(r["study"], r["variant"]): r for r in rows})  # A study rerun replaces its rows only.
+    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+    with open(RESULTS, "w") as f:
+        json.dump(
+            {"dataset": "digits", "config": "configs/default.py", "rows": list(previous.values())},
+            f,
+            indent=2,
+        )
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
