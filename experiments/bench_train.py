@@ -34,6 +34,9 @@ size (global, local and labeled crops). The table says which sizes were run.
     python experiments/bench_train.py                                    # full recipes (accelerators)
     python experiments/bench_train.py --batch_scale=0.03125 --image_scale=0.5 --steps=3    # a CPU
 
+``--state_shardings=replicated,fsdp`` runs each recipe with both layouts of the train state
+(`config.state_sharding`) and reports the state's MiB per device beside the step time.
+
 Prints a table and writes experiments/results/bench_train.json.
 """
 
