@@ -199,10 +199,19 @@ def jax_layer_times(steps: int) -> dict[str, float]:
         out, _ = batch_norm.apply({**bn_variables, "params": params}, x, mutable=["batch_stats"])
         return jnp.sum(nn.relu(out) * cotangent)
 
+    def im2col_kernel_grad(x, kernel):
+        """The kernel gradient as one matmul of the input's 3x3 patches with the cotangent."""
+        patches = jax.lax.conv_general_dilated_patches(
+            x, (3, 3), (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )  # [B, H, W, C * 9], feature order (C, kh, kw)
+        grad = patches.reshape(-1, patches.shape[-1]).T @ cotangent.reshape(-1, cotangent.shape[-1])
+        return conv(x, kernel), grad.reshape(x.shape[-1], 3, 3, -1).transpose(1, 2, 0, 3)
+
     calls = {
         "conv fwd": (jax.jit(conv), (x, kernel)),
         "conv fwd + input grad": (jax.jit(jax.value_and_grad(conv_loss, 0)), (x, kernel)),
         "conv fwd + kernel grad": (jax.jit(jax.value_and_grad(conv_loss, 1)), (x, kernel)),
+        "conv fwd + kernel grad, im2col": (jax.jit(im2col_kernel_grad), (x, kernel)),
         "BN+ReLU fwd + grads": (jax.jit(jax.value_and_grad(bn_loss, (0, 1))), (bn_variables["params"], x)),
     }
     return {
@@ -336,9 +345,12 @@ def main() -> None:
             result = run_worker({"framework": framework, "case": "layers"}, args.steps)
             if result is not None:
                 layers[framework] = result["ops"]
-        print(f"\n{'layer (CPU s per call)':<26} " + " ".join(f"{framework:>8}" for framework in layers))
+        print(f"\n{'layer (CPU s per call)':<32} " + " ".join(f"{framework:>8}" for framework in layers))
         for op in next(iter(layers.values()), {}):
-            print(f"{op:<26} " + " ".join(f"{layers[framework][op]:>8.4f}" for framework in layers))
+            print(
+                f"{op:<32} "
+                + " ".join(f"{layers[framework].get(op, float('nan')):>8.4f}" for framework in layers)
+            )
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(
