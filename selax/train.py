@@ -108,6 +108,10 @@ def train_step(
     return new_state, dict(metrics, total_loss=loss, learning_rate=schedule(state.step))
 
 
+# The outputs of `predict_fn` that evaluation reads (`embedding` is read by label updates).
+EVAL_OUTPUTS = ("features", "head_scores", "linear_logits", "labels")
+
+
 def predict_fn(
     apply_fn: Callable[..., Any], eval_spec: augment.EvalSpec
 ) -> Callable[..., dict[str, jax.Array]]:
@@ -136,7 +140,7 @@ def predict_split(
     split: datasets.SplitReader,
     mesh: jax.sharding.Mesh,
     batch_size: int,
-    keys: tuple[str, ...] = ("features", "head_scores", "linear_logits", "labels"),
+    keys: tuple[str, ...] = EVAL_OUTPUTS,
 ) -> dict[str, np.ndarray]:
     """The outputs `keys` of `predict` over every example of `split` (no dropped remainder: the last
     batch is padded and the padding cut off), as host arrays with `split.size` rows."""
@@ -356,7 +360,7 @@ class Experiment:
         self,
         state: TrainState,
         split: datasets.SplitReader,
-        keys: tuple[str, ...] = ("features", "head_scores", "linear_logits", "labels"),
+        keys: tuple[str, ...] = EVAL_OUTPUTS,
     ) -> dict[str, np.ndarray]:
         """The evaluation outputs `keys` (`predict_fn`) of the method's eval variables on every example of
         `split` (e.g. `self.test`), as host arrays in split order."""
