@@ -60,6 +60,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         sinkhorn_chunk_size=4096,
         label_step_dtype="bfloat16",  # Per head [N, K]: 7.2 GiB; "float32": 14.3 GiB, for devices with room.
         cluster_marginals=placeholder(tuple),  # None: equal cluster sizes; else a known class prior.
+        aux_num_heads=0,  # Overclustering heads (trained, not evaluated); 0: none.
+        aux_num_clusters=0,
     )
     config.eval = dict(knn_k=20, knn_temperature=0.07)
     config.log_every_steps = 100

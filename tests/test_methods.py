@@ -32,14 +32,20 @@ def softmax64(x: np.ndarray) -> np.ndarray:
 
 def fake_apply(variables, images, train=False, mutable=()):
     """A linear 'network' whose outputs depend on the params: head_scores = flat(images) @ W (per head if
-    W is [T, D, K]); batch_stats count the forwards so their threading is visible."""
+    W is [T, D, K]), and SeLa's overclustering scores flat(images) @ aux_w sown when `aux_w` is given;
+    batch_stats count the forwards so their threading is visible."""
     params, stats = variables["params"], variables["batch_stats"]
     flat = images.reshape(images.shape[0], -1).astype(jnp.float32)
     scores = jnp.einsum("bd,...dk->...bk", flat, params["w"])
     outputs = dict(features=flat, embedding=flat, head_scores=scores, linear_logits=flat @ params["linear"])
-    if mutable:
-        return outputs, {"batch_stats": {"count": stats["count"] + 1}}
-    return outputs
+    if not mutable:
+        return outputs
+    updates = {"batch_stats": {"count": stats["count"] + 1}}
+    if "aux_w" in params:
+        updates["intermediates"] = {
+            "head": {"aux_scores": (jnp.einsum("bd,tdk->tbk", flat, params["aux_w"]),)}
+        }
+    return outputs, updates
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -271,6 +277,62 @@ def test_label_update_with_a_class_prior_is_the_argmax_of_a_numpy_sinkhorn_with_
         assert np.abs(counts - target).sum() < np.abs(np.bincount(balanced[t], minlength=4) - target).sum()
 
 
+def test_overclustering_heads_get_balanced_then_equipartitioned_labels_of_their_own():
+    prior = (4.0, 3.0, 2.0, 1.0)  # For the evaluated heads only.
+    hp = sela_hp(
+        num_examples=60,
+        lam=5.0,
+        sinkhorn_tol=1e-7,
+        sinkhorn_max_iters=20_000,
+        cluster_marginals=prior,
+        aux_num_heads=2,
+        aux_num_clusters=6,
+    )
+    extras = sela.init_extras(hp, None, None)
+    initial_aux = np.asarray(extras["aux_labels"])
+    assert extras["labels"].shape == (3, 60) and initial_aux.shape == (2, 60)
+    for head in initial_aux:
+        np.testing.assert_array_equal(np.bincount(head, minlength=6), 10)
+    rng = np.random.default_rng(8)
+    embeddings = rng.normal(size=(60, 5)).astype(np.float32)
+    prototypes = rng.normal(size=(3, 5, 4)).astype(np.float32)
+    aux_prototypes = rng.normal(size=(2, 5, 6)).astype(np.float32)
+    aux_prototypes[:, :, 0] += 0.8 * embeddings.mean(0)  # Uneven: the plain argmax would crowd cluster 0.
+    params = {"head": {"prototypes": prototypes, "aux_prototypes": aux_prototypes}}
+    updated = sela.update_extras(hp, extras, embeddings, params)
+    for t in range(3):
+        scores = embeddings.astype(np.float64) @ prototypes[t]
+        expected = numpy_sinkhorn_labels(log_softmax64(scores), hp.lam, cluster_marginals=prior)
+        np.testing.assert_array_equal(np.asarray(updated["labels"][t]), expected)
+    for t in range(2):
+        scores = embeddings.astype(np.float64) @ aux_prototypes[t]
+        expected = numpy_sinkhorn_labels(log_softmax64(scores), hp.lam)  # Equipartition, not the prior.
+        np.testing.assert_array_equal(np.asarray(updated["aux_labels"][t]), expected)
+
+
+def test_clustering_heads_sow_the_overclustering_scores_and_normalize_both_prototype_sets():
+    from selax.models.heads import normalize_prototypes
+
+    heads = sela.build_head(sela_hp(num_clusters=4, num_heads=3, aux_num_heads=2, aux_num_clusters=9))
+    embedding = jnp.asarray(np.random.default_rng(0).normal(size=(5, 7)), jnp.float32)
+    variables = heads.init(KEY, embedding)
+    params = variables["params"]
+    assert params["prototypes"].shape == (3, 7, 4) and params["aux_prototypes"].shape == (2, 7, 9)
+    scores, state = heads.apply({"params": params}, embedding, mutable=["intermediates"])
+    np.testing.assert_allclose(scores, np.einsum("bd,tdk->tbk", embedding, params["prototypes"]), rtol=1e-5)
+    (aux_scores,) = state["intermediates"]["aux_scores"]
+    np.testing.assert_allclose(
+        aux_scores, np.einsum("bd,tdk->tbk", embedding, params["aux_prototypes"]), rtol=1e-5
+    )
+    stretched = jax.tree.map(lambda p: p * 3.0, params)
+    for leaf in jax.tree.leaves(normalize_prototypes(stretched)):
+        np.testing.assert_allclose(np.linalg.norm(np.asarray(leaf, np.float64), axis=-2), 1.0, atol=1e-6)
+    with pytest.raises(ValueError, match="aux_num_clusters"):
+        sela.hparams_from_config(
+            config_with("sela", num_heads=1, num_label_updates=2, aux_num_heads=2), 10, 50
+        )
+
+
 def config_with(section: str, **fields):
     """A minimal config for `hparams_from_config`: `config.<section>` holds `fields`."""
     return ml_collections.ConfigDict({"seed": 0, "num_steps": 100, "supervised_only": False, section: fields})
@@ -365,6 +427,37 @@ def test_sela_loss_is_the_mean_cross_entropy_of_the_pseudo_labels():
     ]
     assert float(loss) == pytest.approx(np.concatenate(rows).mean(), rel=1e-5)
     assert int(stats["count"]) == 1 and extras["labels"] is not None
+
+
+def test_sela_loss_weights_overclustering_heads_like_the_evaluated_ones():
+    hp = sela_hp(num_examples=20, num_heads=2, aux_num_heads=3, aux_num_clusters=7)
+    rng = np.random.default_rng(6)
+    d = 8
+    params = dict(
+        w=rng.normal(size=(2, d, 4)).astype(np.float32),
+        aux_w=rng.normal(size=(3, d, 7)).astype(np.float32),
+        linear=rng.normal(size=(d, 3)).astype(np.float32),
+    )
+    extras = dict(
+        labels=rng.integers(0, 4, size=(2, 20)).astype(np.int32),
+        aux_labels=rng.integers(0, 7, size=(3, 20)).astype(np.int32),
+    )
+    positions = np.array([1, 4, 4, 19], np.int32)
+    crops = [rng.normal(size=(4, 2, 2, 2)).astype(np.float32) for _ in range(2)]
+    views = dict(unlabeled=crops, unlabeled_positions=positions)
+    loss, (_, _, metrics) = sela.loss_fn(
+        hp, fake_apply, params, {"count": jnp.asarray(0)}, extras, views, None, jnp.asarray(0), KEY
+    )
+    rows = [
+        -log_softmax64(crop.reshape(4, -1).astype(np.float64) @ params[weights][t])[
+            np.arange(4), extras[labels][t, positions]
+        ]
+        for weights, labels, heads in (("w", "labels", 2), ("aux_w", "aux_labels", 3))
+        for crop in crops
+        for t in range(heads)
+    ]
+    assert float(loss) == pytest.approx(np.concatenate(rows).mean(), rel=1e-5)
+    assert float(metrics["aux_pseudo_label_loss"]) == pytest.approx(np.concatenate(rows[4:]).mean(), rel=1e-5)
 
 
 def test_sela_refuses_views_of_several_resolutions():

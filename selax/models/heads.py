@@ -43,35 +43,33 @@ class Projector(nn.Module):
         return l2_normalize(x), first_hidden.astype(jnp.float32)
 
 
+def unit_normal_columns(key: jax.Array, shape: Sequence[int]) -> jnp.ndarray:
+    """Initializer: standard normal `[..., D, K]` with each column (axis -2) scaled to unit norm."""
+    return l2_normalize(jax.random.normal(key, shape), axis=-2)
+
+
 class PrototypeHead(nn.Module):
     """Bias-free linear layer whose columns are prototypes: `embedding [B, D] -> scores [B, K]`.
 
-    With `num_heads=T` there are T independent sets of K prototypes and the scores are `[T, B, K]`
-    (SeLa's several clustering heads). Keep the prototypes unit-norm with `normalize_prototypes` after
-    each optimizer step; scores are then cosine similarities for unit-norm embeddings.
+    Keep the prototypes unit-norm with `normalize_prototypes` after each optimizer step; scores are then
+    cosine similarities for unit-norm embeddings. (SeLa's several heads: `selax.methods.sela.ClusteringHeads`.)
     """
 
     num_prototypes: int
-    num_heads: int | None = None
 
     @nn.compact
     def __call__(self, embedding: jnp.ndarray) -> jnp.ndarray:
-        dim = embedding.shape[-1]
-        shape = (
-            (dim, self.num_prototypes)
-            if self.num_heads is None
-            else (self.num_heads, dim, self.num_prototypes)
-        )
-        init = lambda key, shape: l2_normalize(jax.random.normal(key, shape), axis=-2)
-        prototypes = self.param("prototypes", init, shape)
-        return jnp.einsum("bd,...dk->...bk", embedding.astype(jnp.float32), prototypes)
+        shape = (embedding.shape[-1], self.num_prototypes)
+        prototypes = self.param("prototypes", unit_normal_columns, shape)
+        return embedding.astype(jnp.float32) @ prototypes
 
 
 def normalize_prototypes(params: Any) -> Any:
-    """Returns `params` with every `prototypes` leaf's columns (axis -2) rescaled to unit norm."""
+    """Returns `params` with every `prototypes` (or `aux_prototypes`) leaf's columns (axis -2) rescaled to
+    unit norm."""
 
     def normalize(path, leaf):
-        is_prototype = any(getattr(entry, "key", None) == "prototypes" for entry in path)
+        is_prototype = any(str(getattr(entry, "key", "")).endswith("prototypes") for entry in path)
         return l2_normalize(leaf, axis=-2) if is_prototype else leaf
 
     return jax.tree_util.tree_map_with_path(normalize, params)
