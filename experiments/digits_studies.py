@@ -1,10 +1,11 @@
-"""Two Suave studies on the digits that the papers do not run: a class prior in the Sinkhorn, and classes
-with no labeled example.
+"""Studies on the digits that the papers do not run: a class prior in the Sinkhorn (Suave and SeLa), and
+classes with no labeled example (Suave).
 
-    python experiments/digits_studies.py [--study prior|novel|all] [--seeds 0,1,2] [--variants ROW,...]
+    python experiments/digits_studies.py [--study prior|novel|sela_prior|all] [--seeds 0,1,2] [--variants ROW,...]
 
-Every run is `configs/default.py` (Suave, small CNN, 600 steps, 2 labels per class) trained through
-`selax.train.run` in a fresh workdir under a temporary directory, then restored to predict the test split.
+Every run is `configs/default.py` (Suave, small CNN, 600 steps, 2 labels per class), or for `sela_prior`
+`configs/sela_default.py` (SeLa, no label), trained through `selax.train.run` in a fresh workdir under a
+temporary directory, then restored to predict the test split.
 
 * `prior`: the long-tailed digits (`dataset.name=digits_longtail`: train classes 0..9 shrink
   exponentially, 122 -> 12 images (494 in all), imbalance ratio 10; the test split is digits' own,
@@ -21,6 +22,9 @@ Every run is `configs/default.py` (Suave, small CNN, 600 steps, 2 labels per cla
   NMI and cluster accuracy (Hungarian) of their prototype argmax against their true class, and the
   fraction of them whose argmax is a free prototype; `nmi_all` is the NMI of the argmax over the whole
   test split.
+* `sela_prior`: SeLa on the long-tailed digits, its label step equipartitioned (the paper) or with
+  `sela.cluster_marginals` set to the true train class frequencies. Reported: test NMI and cluster
+  accuracy (mean over the 4 heads), NMI of the final train pseudo-labels, and kNN top-1.
 
 Prints one line per row (mean and standard deviation over the seeds) and writes
 experiments/results/digits_studies.json with every seed's numbers, per-class top-1 and, for `novel`,
@@ -48,11 +52,12 @@ HEAD_CLASSES = (0, 1, 2, 3, 4)
 NOVEL_CLASSES = (8, 9)
 
 
-def default_config():
-    """configs/default.py's config (Suave on the digits)."""
-    spec = importlib.util.spec_from_file_location(
-        "default_config", os.path.join(REPO, "configs", "default.py")
-    )
+STUDY_CONFIGS = {"prior": "default", "novel": "default", "sela_prior": "sela_default"}
+
+
+def base_config(name: str):
+    """`configs/<name>.py`'s config."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config()
@@ -67,11 +72,12 @@ def longtail_train_frequencies() -> tuple[float, ...]:
 
 def variants(study: str) -> dict[str, dict]:
     """Each row's config overrides, `{row name: {dotted field: value}}`."""
-    if study == "prior":
+    if study in ("prior", "sela_prior"):
         longtail = {"dataset.name": "digits_longtail"}
+        prior_field = "suave.prototype_marginals" if study == "prior" else "sela.cluster_marginals"
         return {
             "equipartition": longtail,
-            "true_prior": {**longtail, "suave.prototype_marginals": longtail_train_frequencies()},
+            "true_prior": {**longtail, prior_field: longtail_train_frequencies()},
         }
     novel = {"dataset.unlabeled_classes": NOVEL_CLASSES}
     rows = {f"{k}_prototypes": {**novel, "suave.num_prototypes": k} for k in (10, 12)}
@@ -83,8 +89,8 @@ def variants(study: str) -> dict[str, dict]:
     return rows
 
 
-def configured(overrides: dict, seed: int):
-    config = default_config()
+def configured(study: str, overrides: dict, seed: int):
+    config = base_config(STUDY_CONFIGS[study])
     config.seed = seed
     for field, value in overrides.items():
         section, name = field.split(".")
@@ -140,6 +146,18 @@ def novel_metrics(final: dict[str, float], test: dict[str, np.ndarray]) -> dict:
     }
 
 
+def sela_prior_metrics(final: dict[str, float], test: dict[str, np.ndarray]) -> dict:
+    del test
+    return {
+        "test_nmi": final["test/nmi"],
+        "test_cluster_accuracy": final["test/cluster_accuracy"],
+        "train_pseudo_label_nmi": final["train/pseudo_label_nmi"],
+        "knn_top1": final["test/knn_top1"],
+    }
+
+
+STUDY_METRICS = {"prior": prior_metrics, "novel": novel_metrics, "sela_prior": sela_prior_metrics}
+
 COLUMNS = {
     "prior": ("prototype_top1", "linear_top1", "knn_top1", "head_top1", "tail_top1"),
     "novel": (
@@ -149,6 +167,7 @@ COLUMNS = {
         "novel_on_free_prototypes",
         "nmi_all",
     ),
+    "sela_prior": ("test_nmi", "test_cluster_accuracy", "train_pseudo_label_nmi", "knn_top1"),
 }
 
 
@@ -160,10 +179,10 @@ def run_study(study: str, seeds: list[int], root: str, only: list[str] | None = 
             continue
         runs = []
         for seed in seeds:
-            config = configured(overrides, seed)
+            config = configured(study, overrides, seed)
             start = time.perf_counter()
             final, test = train_and_predict(config, os.path.join(root, f"{study}_{variant}_seed{seed}"))
-            metrics = (prior_metrics if study == "prior" else novel_metrics)(final, test)
+            metrics = STUDY_METRICS[study](final, test)
             runs.append({"seed": seed, "wall_seconds": time.perf_counter() - start, **metrics})
             print(
                 f"  {study}/{variant} seed {seed}: "
@@ -202,13 +221,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--study", choices=("prior", "novel", "all"), default="all")
+    parser.add_argument("--study", choices=(*STUDY_CONFIGS, "all"), default="all")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds")
     parser.add_argument("--variants", default="", help="comma-separated rows to run (default: all)")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     only = [v for v in args.variants.split(",") if v]
-    studies = ("prior", "novel") if args.study == "all" else (args.study,)
+    studies = tuple(STUDY_CONFIGS) if args.study == "all" else (args.study,)
     with tempfile.TemporaryDirectory(prefix="digits_studies_") as root:
         rows = [row for study in studies for row in run_study(study, seeds, root, only)]
     print_table(rows)
@@ -220,7 +239,7 @@ def main() -> None:
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     with open(RESULTS, "w") as f:
         json.dump(
-            {"dataset": "digits", "config": "configs/default.py", "rows": list(previous.values())},
+            {"dataset": "digits", "configs": STUDY_CONFIGS, "rows": list(previous.values())},
             f,
             indent=2,
         )
