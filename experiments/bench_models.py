@@ -38,6 +38,9 @@ JAX_VARIANTS = {
     "xnnpack": ("--xla_cpu_use_xnnpack=true", "float32"),
     "fast_math": ("--xla_cpu_enable_fast_math=true", "float32"),
     "single_thread_eigen": ("--xla_cpu_multi_thread_eigen=false", "float32"),
+    "ynn_convolution": ("--xla_cpu_experimental_ynn_fusion_type=+individual_convolution", "float32"),
+    "ynn_no_reduce": ("--xla_cpu_experimental_ynn_fusion_type=-reduce", "float32"),
+    "onednn_convolution": ("--xla_cpu_experimental_onednn_fusion_type=+individual_convolution", "float32"),
 }
 VARIANT_CASE = "resnet18_cifar"
 
@@ -63,11 +66,11 @@ def time_steps(step, steps: int, warmup: int = 2) -> dict:
     }
 
 
-def jax_row(case: str, dtype_name: str, steps: int) -> dict:
-    """Times the selax encoder's train step in this process."""
+def jax_train_step(case: str, dtype_name: str):
+    """The selax encoder's jitted train step (state donated) and its initial state."""
+    import flax.linen as nn  # pylint: disable=import-outside-toplevel
     import jax  # pylint: disable=import-outside-toplevel
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-    import flax.linen as nn  # pylint: disable=import-outside-toplevel
     import optax  # pylint: disable=import-outside-toplevel
 
     from selax.models import FEATURE_DIMS, build_encoder  # pylint: disable=import-outside-toplevel
@@ -102,6 +105,15 @@ def jax_row(case: str, dtype_name: str, steps: int) -> dict:
         (_, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), batch_stats, opt_state
+
+    return train_step, state
+
+
+def jax_row(case: str, dtype_name: str, steps: int) -> dict:
+    """Times the selax encoder's train step in this process."""
+    import jax  # pylint: disable=import-outside-toplevel
+
+    train_step, state = jax_train_step(case, dtype_name)
 
     def step():
         nonlocal state
@@ -181,9 +193,9 @@ def torch_row(case: str, channels_last: bool, threads: int, steps: int) -> dict:
 
 def jax_layer_times(steps: int) -> dict[str, float]:
     """Process CPU seconds per call of single ResNet-18 layers in JAX (forward kept in every gradient)."""
+    import flax.linen as nn  # pylint: disable=import-outside-toplevel
     import jax  # pylint: disable=import-outside-toplevel
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-    import flax.linen as nn  # pylint: disable=import-outside-toplevel
 
     x = jax.random.normal(jax.random.key(0), (BATCH, 32, 32, 64))
     kernel = jax.random.normal(jax.random.key(1), (3, 3, 64, 64)) * 0.05

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from selax.models import ENCODERS, FEATURE_DIMS, build_encoder
+from selax.models import ENCODERS, FEATURE_DIMS, build_encoder, small_cnn
 from selax.models.heads import PrototypeHead, apply_per_resolution, normalize_prototypes
+from selax.models.patch_conv import patch_matmul_conv
 from selax.models.resnet import BasicBlock, Bottleneck, ResNet
 from selax.models.vit import VisionTransformer, drop_path, interpolate_pos_embed, torch_bicubic_matrix
 from selax.models.wide_resnet import WideResNet
@@ -260,3 +261,68 @@ def test_apply_per_resolution_batches_crops_of_equal_size():
         expected = fn(crop)
         np.testing.assert_allclose(output["mean"], expected["mean"], rtol=1e-6)
         np.testing.assert_allclose(output["first"], expected["first"], rtol=1e-6)
+
+
+def numpy_conv(images: np.ndarray, kernel: np.ndarray, padding) -> np.ndarray:
+    """Float64 cross-correlation `[B, H, W, C] x [kh, kw, C, D] -> [B, H', W', D]` with explicit padding."""
+    padded = np.pad(images.astype(np.float64), ((0, 0), *padding, (0, 0)))
+    kh, kw = kernel.shape[:2]
+    out_h, out_w = padded.shape[1] - kh + 1, padded.shape[2] - kw + 1
+    out = np.zeros((images.shape[0], out_h, out_w, kernel.shape[-1]))
+    for i in range(kh):
+        for j in range(kw):
+            out += padded[:, i : i + out_h, j : j + out_w] @ kernel[i, j].astype(np.float64)
+    return out
+
+
+@pytest.mark.parametrize(
+    "image_shape,kernel_shape,padding",
+    [((2, 2, 2, 3), (3, 3, 3, 4), ((1, 1), (1, 1))), ((2, 5, 4, 3), (3, 2, 3, 2), ((1, 0), (2, 1)))],
+)
+def test_patch_matmul_conv_matches_float64_conv_and_lax_gradients(image_shape, kernel_shape, padding):
+    images, kernel = normal(image_shape, 1), normal(kernel_shape, 2)
+    out = patch_matmul_conv(jnp.asarray(images), jnp.asarray(kernel), (1, 1), padding)
+    np.testing.assert_allclose(out, numpy_conv(images, kernel, padding), rtol=1e-5, atol=1e-5)
+    cotangent = normal(out.shape, 3)
+
+    def lax_conv(x, k, *args, **kwargs):
+        return jax.lax.conv_general_dilated(x, k, *args, dimension_numbers=("NHWC", "HWIO", "NHWC"), **kwargs)
+
+    grads = [
+        jax.grad(lambda x, k, conv=conv: jnp.sum(conv(x, k, (1, 1), padding) * cotangent), (0, 1))(
+            images, kernel
+        )
+        for conv in (patch_matmul_conv, lax_conv)
+    ]
+    for ours, reference in zip(*grads):
+        np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_patch_matmul_conv_rejects_strides_and_string_padding():
+    images, kernel = jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2))
+    with pytest.raises(ValueError, match="stride 1"):
+        patch_matmul_conv(images, kernel, (2, 2), ((1, 1), (1, 1)))
+    with pytest.raises(ValueError, match="explicit padding"):
+        patch_matmul_conv(images, kernel, (1, 1), "SAME")
+
+
+def test_small_cnn_patch_convs_keep_features_and_gradients(monkeypatch):
+    images = normal((4, 8, 8, 1))
+    model = build_encoder("small_cnn")
+    variables = model.init(key(0), images)
+
+    def features_and_grads():
+        def loss(params):
+            features, _ = model.apply(
+                {**variables, "params": params}, images, train=True, mutable=["batch_stats"]
+            )
+            return jnp.sum(features**2), features
+
+        return jax.grad(loss, has_aux=True)(variables["params"])
+
+    grads, features = features_and_grads()  # the 2x2 and 4x4 stages use patch matmuls
+    monkeypatch.setattr(small_cnn, "PATCH_CONV_MAX_PIXELS", 0)
+    reference_grads, reference_features = features_and_grads()
+    np.testing.assert_allclose(features, reference_features, rtol=1e-5, atol=1e-5)
+    for ours, reference in zip(jax.tree.leaves(grads), jax.tree.leaves(reference_grads)):
+        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5)

@@ -5,12 +5,18 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from selax.models.patch_conv import patch_matmul_conv
+
+# Maps of at most this many pixels use `patch_matmul_conv` (XLA:CPU's convolution is ~10x slower at 2x2).
+PATCH_CONV_MAX_PIXELS = 16
+
 
 class SmallCNN(nn.Module):
     """Conv-BN-ReLU stages with 2x2 average pooling between them, then global average pooling.
 
     Attributes:
       stage_widths: output channels of each stage (one 3x3 conv each; pooling after all but the last).
+        Convs on maps of at most `PATCH_CONV_MAX_PIXELS` pixels run as patch matmuls (same values).
       dtype: computation dtype (params stay float32).
 
     Call: `images [B, H, W, C] -> features [B, stage_widths[-1]]` (float32). Each stage's output is
@@ -24,7 +30,16 @@ class SmallCNN(nn.Module):
     def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         x = images.astype(self.dtype)
         for i, width in enumerate(self.stage_widths):
-            x = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype, name=f"conv{i}")(x)
+            small_map = x.shape[1] * x.shape[2] <= PATCH_CONV_MAX_PIXELS
+            x = nn.Conv(
+                width,
+                (3, 3),
+                padding=((1, 1), (1, 1)),  # "SAME" for a 3x3 kernel
+                use_bias=False,
+                dtype=self.dtype,
+                conv_general_dilated=patch_matmul_conv if small_map else None,
+                name=f"conv{i}",
+            )(x)
             x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, name=f"bn{i}")(x)
             x = nn.relu(x)
             self.sow("intermediates", f"stage{i}", x)
