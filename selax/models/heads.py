@@ -52,7 +52,7 @@ class PrototypeHead(nn.Module):
     """Bias-free linear layer whose columns are prototypes: `embedding [B, D] -> scores [B, K]`.
 
     Keep the prototypes unit-norm with `normalize_prototypes` after each optimizer step; scores are then
-    cosine similarities for unit-norm embeddings. (SeLa's several heads: `selax.methods.sela.ClusteringHeads`.)
+    cosine similarities for unit-norm embeddings. SeLa's several heads: `selax.methods.sela.ClusteringHeads`.
     """
 
     num_prototypes: int
