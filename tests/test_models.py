@@ -8,7 +8,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from selax.models import ENCODERS, FEATURE_DIMS, build_encoder, small_cnn
 from selax.models.heads import PrototypeHead, apply_per_resolution, normalize_prototypes
-from selax.models.patch_conv import patch_matmul_conv
+from selax.models.patch_conv import LAYOUT, patch_matmul_conv
 from selax.models.resnet import BasicBlock, Bottleneck, ResNet
 from selax.models.vit import VisionTransformer, drop_path, interpolate_pos_embed, torch_bicubic_matrix
 from selax.models.wide_resnet import WideResNet
@@ -298,12 +298,21 @@ def test_patch_matmul_conv_matches_float64_conv_and_lax_gradients(image_shape, k
         np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
 
 
-def test_patch_matmul_conv_rejects_strides_and_string_padding():
+def test_patch_matmul_conv_rejects_strides_string_padding_and_other_layouts():
     images, kernel = jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2))
     with pytest.raises(ValueError, match="stride 1"):
         patch_matmul_conv(images, kernel, (2, 2), ((1, 1), (1, 1)))
     with pytest.raises(ValueError, match="explicit padding"):
         patch_matmul_conv(images, kernel, (1, 1), "SAME")
+    with pytest.raises(ValueError, match="layout"):  # Same shapes, read as NCHW images and OIHW kernels.
+        patch_matmul_conv(
+            images, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NCHW", "OIHW", "NCHW")
+        )
+    # The numbers nn.Conv passes, as strings or as ConvDimensionNumbers, are accepted.
+    for numbers in (LAYOUT, jax.lax.conv_dimension_numbers(images.shape, kernel.shape, LAYOUT)):
+        assert patch_matmul_conv(
+            images, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=numbers
+        ).shape == (1, 4, 4, 2)
 
 
 def test_small_cnn_patch_convs_keep_features_and_gradients(monkeypatch):

@@ -8,7 +8,11 @@ both gradients are plain matmuls, pads and slices. Same values up to float32 sum
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
+
+# The only layout supported: images NHWC, kernel HWIO, output NHWC (what `flax.linen.Conv` passes).
+LAYOUT = ("NHWC", "HWIO", "NHWC")
 
 
 def patch_matmul_conv(
@@ -28,7 +32,8 @@ def patch_matmul_conv(
       lhs: images `[B, H, W, C]`.
       rhs: kernel `[kh, kw, C, D]`.
       window_strides, padding, ...: as in `conv_general_dilated` (so it can be `nn.Conv`'s
-        `conv_general_dilated`); anything but stride 1, no dilation and one feature group raises.
+        `conv_general_dilated`); anything but stride 1, no dilation, one feature group and the
+        `LAYOUT` dimension numbers (or None) raises.
 
     Returns:
       `[B, H + pad_h - kh + 1, W + pad_w - kw + 1, D]`.
@@ -46,6 +51,13 @@ def patch_matmul_conv(
         raise ValueError(
             f"Expected images [B, H, W, C] and kernel [kh, kw, C, D], got {lhs.shape} and {rhs.shape}."
         )
+    if dimension_numbers is not None:
+        given = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+        if given != jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, LAYOUT):
+            raise ValueError(
+                f"patch_matmul_conv supports the layout {LAYOUT} only, got dimension numbers {given};"
+                " use jax.lax.conv_general_dilated."
+            )
     kernel_h, kernel_w = rhs.shape[:2]
     padded = jnp.pad(lhs, ((0, 0), *[tuple(pair) for pair in padding], (0, 0)))
     out_h, out_w = padded.shape[1] - kernel_h + 1, padded.shape[2] - kernel_w + 1
