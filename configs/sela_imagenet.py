@@ -4,9 +4,10 @@
 
 Recipe (Asano et al. 2020): SGD momentum 0.9, weight decay 1e-5, batch 256, lr 0.05 decayed x0.1 at
 epochs 150, 300 and 350 of 400; label updates with lambda = 25, about 90 of them, denser early.
-Each label update predicts all 1.28M training images: the [N, 10, 3000] float32 scores take 154 GB of
-host memory in `selax.train.predict_split` as it stands, so this config needs a streamed prediction
-path before it runs at full scale.
+Each label update predicts the embeddings of all 1.28M training images, each through one training view
+as in the reference code (`sela.label_views`), [N, 2048] float32 = 9.8 GiB of host memory, then solves
+the heads one at a time (`python experiments/bench_label_step.py`: about 320 s and 8.2 GiB beyond the
+embeddings per head on a 2-core CPU, in bfloat16).
 `--config=configs/sela_imagenet.py:smoke` runs a few steps of a shrunken ResNet-50 on the digits.
 """
 
@@ -59,6 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         sinkhorn_max_iters=1000,
         sinkhorn_chunk_size=4096,
         label_step_dtype="bfloat16",  # Per head [N, K]: 7.2 GiB; "float32": 14.3 GiB, for devices with room.
+        label_views="augmented",  # The label step sees one training view per image; "clean": eval views.
         cluster_marginals=placeholder(tuple),  # None: equal cluster sizes; else a known class prior.
         aux_num_heads=0,  # Overclustering heads (trained, not evaluated); 0: none.
         aux_num_clusters=0,

@@ -1,10 +1,11 @@
-"""Studies on the digits that the papers do not run: a class prior in the Sinkhorn (Suave and SeLa), and
-classes with no labeled example (Suave).
+"""Studies on the digits: a class prior in the Sinkhorn (Suave and SeLa), classes with no labeled example
+(Suave), and what SeLa's label step sees.
 
-    python experiments/digits_studies.py [--study prior|novel|sela_prior|all] [--seeds 0,1,2] [--variants ROW,...]
+    python experiments/digits_studies.py [--study prior|novel|sela_prior|sela_views|all] [--seeds 0,1,2]
+        [--variants ROW,...]
 
 Every run is `configs/default.py` (Suave, small CNN, 600 steps, 2 labels per class), or for `sela_prior`
-`configs/sela_default.py` (SeLa, no label), trained through `selax.train.run` in a fresh workdir under a
+and `sela_views` `configs/sela_default.py` (SeLa, no label), trained through `selax.train.run` in a fresh workdir under a
 temporary directory, then restored to predict the test split.
 
 * `prior`: the long-tailed digits (`dataset.name=digits_longtail`: train classes 0..9 shrink
@@ -25,6 +26,9 @@ temporary directory, then restored to predict the test split.
 * `sela_prior`: SeLa on the long-tailed digits, its label step equipartitioned (the paper) or with
   `sela.cluster_marginals` set to the true train class frequencies. Reported: test NMI and cluster
   accuracy (mean over the 4 heads), NMI of the final train pseudo-labels, and kNN top-1.
+* `sela_views`: SeLa on the digits, its label step reading one training view per image
+  (`sela.label_views="augmented"`, the default, as the reference code) or the clean images (`clean`).
+  Reported as for `sela_prior`.
 
 Prints one line per row (mean and standard deviation over the seeds) and writes
 experiments/results/digits_studies.json with every seed's numbers, per-class top-1 and, for `novel`,
@@ -52,7 +56,12 @@ HEAD_CLASSES = (0, 1, 2, 3, 4)
 NOVEL_CLASSES = (8, 9)
 
 
-STUDY_CONFIGS = {"prior": "default", "novel": "default", "sela_prior": "sela_default"}
+STUDY_CONFIGS = {
+    "prior": "default",
+    "novel": "default",
+    "sela_prior": "sela_default",
+    "sela_views": "sela_default",
+}
 
 
 def base_config(name: str):
@@ -79,6 +88,8 @@ def variants(study: str) -> dict[str, dict]:
             "equipartition": longtail,
             "true_prior": {**longtail, prior_field: longtail_train_frequencies()},
         }
+    if study == "sela_views":
+        return {views: {"sela.label_views": views} for views in ("augmented", "clean")}
     novel = {"dataset.unlabeled_classes": NOVEL_CLASSES}
     rows = {f"{k}_prototypes": {**novel, "suave.num_prototypes": k} for k in (10, 12)}
     # 12 prototypes with the known class masses: 1/10 on each labeled class, the unlabeled classes'
@@ -146,7 +157,7 @@ def novel_metrics(final: dict[str, float], test: dict[str, np.ndarray]) -> dict:
     }
 
 
-def sela_prior_metrics(final: dict[str, float], test: dict[str, np.ndarray]) -> dict:
+def sela_metrics(final: dict[str, float], test: dict[str, np.ndarray]) -> dict:
     del test
     return {
         "test_nmi": final["test/nmi"],
@@ -156,8 +167,14 @@ def sela_prior_metrics(final: dict[str, float], test: dict[str, np.ndarray]) -> 
     }
 
 
-STUDY_METRICS = {"prior": prior_metrics, "novel": novel_metrics, "sela_prior": sela_prior_metrics}
+STUDY_METRICS = {
+    "prior": prior_metrics,
+    "novel": novel_metrics,
+    "sela_prior": sela_metrics,
+    "sela_views": sela_metrics,
+}
 
+SELA_COLUMNS = ("test_nmi", "test_cluster_accuracy", "train_pseudo_label_nmi", "knn_top1")
 COLUMNS = {
     "prior": ("prototype_top1", "linear_top1", "knn_top1", "head_top1", "tail_top1"),
     "novel": (
@@ -167,7 +184,8 @@ COLUMNS = {
         "novel_on_free_prototypes",
         "nmi_all",
     ),
-    "sela_prior": ("test_nmi", "test_cluster_accuracy", "train_pseudo_label_nmi", "knn_top1"),
+    "sela_prior": SELA_COLUMNS,
+    "sela_views": SELA_COLUMNS,
 }
 
 

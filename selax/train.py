@@ -110,20 +110,38 @@ def train_step(
 
 # The outputs of `predict_fn` that evaluation reads (`embedding` is read by label updates).
 EVAL_OUTPUTS = ("features", "head_scores", "linear_logits", "labels")
+# Folded into `PRNGKey(config.seed)`, then the step, for the views of a label update.
+LABEL_VIEWS_STREAM = 0x1ABE1
+
+# What the network sees when predicting: `(images [B, H, W, C] uint8, positions [B] int32, key) ->
+# network input`.
+InputTransform = Callable[[jax.Array, jax.Array, jax.Array | None], jax.Array]
+
+
+def eval_input(spec: augment.EvalSpec) -> InputTransform:
+    """The deterministic evaluation view (`key` and `positions` unused)."""
+    return lambda images, positions, key: augment.eval_transform(images, spec)
+
+
+def training_view_input(spec: augment.MultiCropSpec) -> InputTransform:
+    """One training view per image (the first global view of `spec`), drawn from `key` and the image's
+    position in the split, so the same on any number of devices or processes."""
+    return lambda images, positions, key: augment.training_view_at_positions(key, positions, images, spec)
 
 
 def predict_fn(
-    apply_fn: Callable[..., Any], eval_spec: augment.EvalSpec
+    apply_fn: Callable[..., Any], transform: InputTransform
 ) -> Callable[..., dict[str, jax.Array]]:
-    """`(variables, {images [B, H, W, C] uint8, labels [B]}) -> {features [B, D], embedding [B, E],
-    head_scores [B, K], linear_logits [B, C], labels [B]}`; jitted with replicated outputs, every process
-    gets all rows.
+    """`(variables, {images [B, H, W, C] uint8, labels [B], positions [B]}, key) -> {features [B, D],
+    embedding [B, E], head_scores [B, K], linear_logits [B, C], labels [B]}` of the network in eval mode on
+    `transform`'s view of the images; jitted with replicated outputs, every process gets all rows.
 
     Several heads' scores `[T, B, K]` are returned as `[B, T, K]`, batch first like every output.
     """
 
-    def predict(variables: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-        outputs = apply_fn(variables, augment.eval_transform(batch["images"], eval_spec), train=False)
+    def predict(variables: Any, batch: dict[str, jax.Array], key: jax.Array | None) -> dict[str, jax.Array]:
+        images = transform(batch["images"], batch["positions"], key)
+        outputs = apply_fn(variables, images, train=False)
         if outputs["head_scores"].ndim == 3:
             outputs = dict(outputs, head_scores=jnp.swapaxes(outputs["head_scores"], 0, 1))
         return dict(
@@ -141,14 +159,18 @@ def predict_split(
     mesh: jax.sharding.Mesh,
     batch_size: int,
     keys: tuple[str, ...] = EVAL_OUTPUTS,
+    key: jax.Array | None = None,
 ) -> dict[str, np.ndarray]:
-    """The outputs `keys` of `predict` over every example of `split` (no dropped remainder: the last
-    batch is padded and the padding cut off), as host arrays with `split.size` rows."""
+    """The outputs `keys` of `predict` (with PRNG `key`, for random views) over every example of `split`
+    (no dropped remainder: the last batch is padded and the padding cut off), as host arrays with
+    `split.size` rows."""
     outputs: dict[str, list[np.ndarray]] = {}
     for positions, _ in pipeline.eval_batches(split.size, batch_size):
         images, labels = split.read(positions)
-        batch = pipeline.global_batch(mesh, dict(images=images, labels=labels))
-        result = jax.device_get({k: v for k, v in predict(variables, batch).items() if k in keys})
+        batch = pipeline.global_batch(
+            mesh, dict(images=images, labels=labels, positions=positions.astype(np.int32))
+        )
+        result = jax.device_get({k: v for k, v in predict(variables, batch, key).items() if k in keys})
         for name, value in result.items():
             outputs.setdefault(name, []).append(np.asarray(value))
     return {name: np.concatenate(values)[: split.size] for name, values in outputs.items()}
@@ -305,7 +327,12 @@ class Experiment:
             out_shardings=(self.state_sharding, replicated),
             donate_argnums=(0,),
         )
-        self._predict = jax.jit(predict_fn(self.model.apply, self.eval_spec), out_shardings=replicated)
+        self._predict = jax.jit(
+            predict_fn(self.model.apply, eval_input(self.eval_spec)), out_shardings=replicated
+        )
+        self._predict_training_view = jax.jit(
+            predict_fn(self.model.apply, training_view_input(crop_spec)), out_shardings=replicated
+        )
 
     def _init_state(self, rng: jax.Array) -> TrainState:
         init_key, run_key = jax.random.split(rng)
@@ -348,13 +375,29 @@ class Experiment:
 
     def update_extras(self, state: TrainState, step: int) -> TrainState:
         """Before the method's scheduled steps (SeLa's label updates), recomputes the extras from the
-        embeddings of the whole training split; otherwise returns `state` unchanged."""
+        embeddings of the whole training split (`label_step_embeddings`); otherwise returns `state`."""
         if step not in self.extras_update_steps:
             return state
-        embeddings = self.predict(state, self.train, keys=("embedding",))["embedding"]
+        embeddings = self.label_step_embeddings(state, step)
         params = self.method.eval_variables(state.params, state.batch_stats, state.extras)["params"]
         extras = self.method.update_extras(self.hp, state.extras, embeddings, params)
         return state.replace(extras=jax.device_put(extras, self.state_sharding.extras))
+
+    def label_step_embeddings(self, state: TrainState, step: int) -> np.ndarray:
+        """The embeddings `[N, E]` of the training split (in train order) that the update before `step`
+        reads. With `hp.label_views == "augmented"` each image is seen through one training view, drawn
+        anew at each update from `config.seed`, the step and the image's position (the same on any
+        number of devices or processes); with "clean", through the evaluation transform."""
+        variables = self.method.eval_variables(state.params, state.batch_stats, state.extras)
+        predict, key = self._predict, None
+        if self.hp.label_views == "augmented":
+            predict = self._predict_training_view
+            run_key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed), LABEL_VIEWS_STREAM)
+            key = np.asarray(jax.random.fold_in(run_key, step))  # Host-side: the same in every process.
+        batch_size = self.config.batch.eval
+        return predict_split(predict, variables, self.train, self.mesh, batch_size, ("embedding",), key)[
+            "embedding"
+        ]
 
     def predict(
         self,

@@ -162,3 +162,26 @@ def test_multi_crop_on_a_sharded_batch_matches_unsharded(jitted_multi_crop):
     assert views[0].sharding.spec == jax.sharding.PartitionSpec("data")
     for view, reference in zip(views, expected, strict=True):
         np.testing.assert_array_equal(view, reference)
+
+
+def test_training_view_at_positions_depends_on_the_key_and_position_only():
+    """An image's label-step view is `augment_view` with draws from `fold_in(key, position)`, normalized:
+    the same whichever batch (or order) it comes in."""
+    spec = DIGITS.multi_crop
+    view = jax.jit(A.training_view_at_positions, static_argnums=3)
+    images = _digits_batch(8)
+    positions = jnp.arange(100, 108, dtype=jnp.int32)
+    views = view(jax.random.key(3), positions, images, spec)
+    assert views.shape == (8, 8, 8, 1) and views.dtype == jnp.float32
+
+    draws = jax.random.uniform(jax.random.fold_in(jax.random.key(3), 105), (A.NUM_DRAWS,))
+    reference = A.augment_view(draws, A.to_unit(images[5]), spec.global_views[0])
+    np.testing.assert_allclose(views[5], A.normalize(reference, spec.mean, spec.std), rtol=1e-6, atol=1e-6)
+
+    order = np.array([7, 5, 3, 1, 0, 2, 4, 6])
+    shuffled = view(jax.random.key(3), positions[order], images[order], spec)
+    np.testing.assert_array_equal(shuffled, views[order])
+    other = view(jax.random.key(4), positions, images, spec)
+    assert not np.allclose(other, views)
+    same_image = jnp.broadcast_to(images[:1], (8, 8, 8, 1))  # Different positions: different views.
+    assert len({np.asarray(v).tobytes() for v in view(jax.random.key(3), positions, same_image, spec)}) == 8

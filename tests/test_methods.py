@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from selax import train
+from selax import sharding, train
 from selax.methods import daino, sela, suave
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -530,3 +530,43 @@ def test_sela_run_resumed_at_a_label_update_ends_as_an_uninterrupted_one(tmp_pat
     )
     assert all(jax.tree_util.tree_leaves(close))
     assert finals["resumed"]["test/nmi"] == pytest.approx(finals["uninterrupted"]["test/nmi"], abs=1e-6)
+
+
+def test_sela_label_step_sees_one_training_view_per_image_the_same_on_1_and_8_devices():
+    """The label update's embeddings are the network's on `training_view_at_positions` of every train
+    image, from a key of the seed and the step: equal on 1 and 8 devices, new at each update, and not
+    the clean images' (`label_views="clean"`)."""
+    from selax.data import augment
+
+    config = importlib.import_module("configs.sela_default").get_config("smoke")
+    step = 2
+    experiments, embeddings = {}, {}
+    for name, num_devices, views in (("1", 1, "augmented"), ("8", 8, "augmented"), ("clean", 8, "clean")):
+        config.sela.label_views = views
+        experiments[name] = train.Experiment(config, sharding.data_mesh(jax.devices()[:num_devices]))
+        embeddings[name] = experiments[name].label_step_embeddings(experiments[name].init_state(), step)
+    experiment = experiments["8"]
+    state = experiment.init_state()
+    np.testing.assert_allclose(embeddings["1"], embeddings["8"], rtol=1e-5, atol=1e-5)
+    assert embeddings["8"].shape == (experiment.train.size, 128)
+    assert not np.allclose(embeddings["8"], embeddings["clean"], atol=1e-3)
+
+    # By hand: the first global training view of the last 50 images, drawn from fold_in(key, position).
+    crop_spec, _, _ = train.augment_specs(config.dataset.name, config.augment)
+    run_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), train.LABEL_VIEWS_STREAM)
+    positions = np.arange(experiment.train.size - 50, experiment.train.size)
+    images, _ = experiment.train.read(positions)
+    views = augment.training_view_at_positions(
+        jax.random.fold_in(run_key, step), positions, images, crop_spec
+    )
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    expected = experiment.model.apply(variables, views, train=False)["embedding"]
+    np.testing.assert_allclose(embeddings["8"][positions], expected, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(experiment.label_step_embeddings(state, step + 1), embeddings["8"], atol=1e-3)
+
+
+def test_unknown_label_views_are_refused_naming_the_field():
+    config = importlib.import_module("configs.sela_default").get_config("smoke")
+    config.sela.label_views = "weak"
+    with pytest.raises(ValueError, match="config.sela.label_views='weak' must be one of"):
+        sela.hparams_from_config(config, 10, 1257)

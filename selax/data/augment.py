@@ -9,7 +9,8 @@ brightness and contrast jitter apply, grayscale is a no-op). Host-side ImageNet 
 fixed-size squares (`selax.data.datasets.decode_square`, e.g. 256 px) so they batch.
 
 Recipes: `multi_crop` (global + local views, SwAV/DINO style), `light_augment` (labeled images),
-`eval_transform` (resize + centre crop, normalize). `DEFAULTS` holds per-dataset specs; configs
+`eval_transform` (resize + centre crop, normalize), `training_view_at_positions` (one training view per
+image, drawn from its position: SeLa's label step). `DEFAULTS` holds per-dataset specs; configs
 start from them and `dataclasses.replace` fields.
 
 Colour jitter applies brightness, contrast, saturation and hue in that fixed order (torchvision
@@ -301,6 +302,26 @@ def augment_batch(key: jax.Array, images: jax.Array, spec: ViewSpec) -> jax.Arra
     """`augment_view` per image with independent draws: [B, H, W, C] -> [B, size, size, C]."""
     images = to_unit(images)
     return _augment_images(jax.random.uniform(key, (images.shape[0], NUM_DRAWS)), images, spec)
+
+
+def training_view_at_positions(
+    key: jax.Array, positions: jax.Array, images: jax.Array, spec: MultiCropSpec
+) -> jax.Array:
+    """The first global view of `spec` per image, normalized, with image i's draws taken from
+    `fold_in(key, positions[i])`: a view depends on the key and the image's position in its split only,
+    not on the batch or the devices it is computed on.
+
+    Args:
+      key: PRNG key.
+      positions: int [B], the images' positions in their split.
+      images: uint8 or float in [0, 1], [B, H, W, C].
+      spec: `MultiCropSpec` (static under jit).
+    Returns:
+      float32 [B, g, g, C], g = the first global view's size.
+    """
+    draws = jax.vmap(lambda p: jax.random.uniform(jax.random.fold_in(key, p), (NUM_DRAWS,)))(positions)
+    views = _augment_images(draws, to_unit(images), spec.global_views[0])
+    return normalize(views, spec.mean, spec.std)
 
 
 def multi_crop(key: jax.Array, images: jax.Array, spec: MultiCropSpec) -> list[jax.Array]:

@@ -10,7 +10,8 @@ A method module provides:
   `mask_gradients(hp, grads, step)`, `after_update(hp, params, extras, step)` -> `(params, extras)`,
   `extras_update_steps(hp)`: the steps before which the loop calls
   `update_extras(hp, extras, train_embeddings, params)` with the embeddings `[N, E]` of the whole
-    training split and the evaluated params (SeLa's label updates),
+    training split and the evaluated params (SeLa's label updates); a method with such steps has
+    `hp.label_views`: "augmented" (each image through one training view) or "clean" (eval transform),
   `eval_variables(params, batch_stats, extras)`: the variables evaluation reads (Daino: the teacher's).
 """
 
