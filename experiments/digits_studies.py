@@ -5,8 +5,8 @@
         [--variants ROW,...]
 
 Every run is `configs/default.py` (Suave, small CNN, 600 steps, 2 labels per class), or for `sela_prior`
-and `sela_views` `configs/sela_default.py` (SeLa, no label), trained through `selax.train.run` in a fresh workdir under a
-temporary directory, then restored to predict the test split.
+and `sela_views` `configs/sela_default.py` (SeLa, no label), trained through `selax.train.run` in a
+fresh workdir under a temporary directory, then restored to predict the test split.
 
 * `prior`: the long-tailed digits (`dataset.name=digits_longtail`: train classes 0..9 shrink
   exponentially, 122 -> 12 images (494 in all), imbalance ratio 10; the test split is digits' own,

@@ -394,10 +394,10 @@ class Experiment:
             predict = self._predict_training_view
             run_key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed), LABEL_VIEWS_STREAM)
             key = np.asarray(jax.random.fold_in(run_key, step))  # Host-side: the same in every process.
-        batch_size = self.config.batch.eval
-        return predict_split(predict, variables, self.train, self.mesh, batch_size, ("embedding",), key)[
-            "embedding"
-        ]
+        outputs = predict_split(
+            predict, variables, self.train, self.mesh, self.config.batch.eval, keys=("embedding",), key=key
+        )
+        return outputs["embedding"]
 
     def predict(
         self,
