@@ -3,13 +3,13 @@
     python -m selax.main --config=configs/daino_imagenet_1pct.py --workdir=DIR \
         --config.model.init_checkpoint=/path/to/converted/dino_vits16
 
-`--config=configs/daino_imagenet_1pct.py:smoke` runs a few steps of a shrunken ViT on the digits.
+`--config=configs/daino_imagenet_1pct.py:smoke` runs a few steps of a tiny ViT on the digits.
 """
 
 import ml_collections
 
-from configs import daino_imagenet_10pct
+from selax.config_fields import sibling
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    return daino_imagenet_10pct.get_config(arg, labeled_subset="1pct")
+    return sibling(__file__, "daino_imagenet_10pct").get_config(arg, labeled_subset="1pct")

@@ -25,60 +25,24 @@ on seeds 0 / 1, with weight decay 1e-2 0.811 / 0.807.
 """
 
 import ml_collections
-from ml_collections.config_dict import placeholder
 
-from selax.config_fields import augment_overrides, digits_smoke_schedule
+from selax.config_fields import base, finish, parse_arg
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.method = "sela"
-    config.seed = 0
-    config.state_sharding = "replicated"  # "fsdp": params, optimizer state and extras split over devices.
-
-    config.dataset = dict(name="digits", data_dir=placeholder(str), labels_per_class=2, split_seed=0)
-    config.model = dict(
-        encoder="small_cnn",
-        encoder_kwargs=dict(stage_widths=(32, 64, 128)),
-        projector_hidden=placeholder(tuple),  # None: SeLa's heads are linear layers on the encoder features.
-        embedding_dim=0,
-        init_checkpoint="",
-    )
-    config.augment = augment_overrides()
+    args = parse_arg(arg, smoke=False)
+    config = base("sela")
+    config.model.encoder_kwargs = dict(stage_widths=(32, 64, 128))  # Linear heads on the encoder features.
     config.augment.num_local = 0
     config.augment.global_scale = (0.3, 1.0)  # Stronger crops than the digits default: less memorization.
-    config.batch = dict(unlabeled=256, labeled=0, eval=256)
+    config.batch.labeled = 0  # No label is used.
     config.num_steps = 2000
-    config.optimizer = dict(
-        name="sgd",
+    config.optimizer.update(
         base_lr=0.05,
-        final_lr=0.0,
         warmup_steps=50,
         weight_decay=5e-3,  # Ten times the Suave default: keeps the labels from being memorized.
-        final_weight_decay=placeholder(float),
-        momentum=0.9,
     )
-    config.sela = dict(
-        num_clusters=10,
-        num_heads=4,
-        num_label_updates=80,
-        temperature=placeholder(float),
-        lam=25.0,
-        sinkhorn_tol=1e-3,
-        sinkhorn_max_iters=1000,
-        sinkhorn_chunk_size=4096,
-        label_step_dtype="float32",
-        label_views="augmented",  # The label step sees one training view per image; "clean": eval views.
-        cluster_marginals=placeholder(tuple),  # None: equal cluster sizes; else a known class prior.
-        aux_num_heads=0,  # Overclustering heads (trained, not evaluated); 0: none.
-        aux_num_clusters=0,
-    )
-    config.eval = dict(knn_k=20, knn_temperature=0.07)
-    config.log_every_steps = 50
+    config.sela.update(num_clusters=10, num_heads=4, num_label_updates=80)
     config.eval_every_steps = 500
-    config.checkpoint = dict(every_steps=500, keep=2)
-
-    if arg == "smoke":
-        digits_smoke_schedule(config, labeled_batch=0)
-        config.sela.num_label_updates = 3
-    return config
+    config.checkpoint.every_steps = 500
+    return finish(config, args)

@@ -7,7 +7,7 @@ Synthetic JPEGs of ImageNet size (500 x 375) are written with PIL to a temporary
   (b) host decode to 256 x 256 uint8 (`selax.data.datasets.decode_square`: the host part), then
       `selax.data.augment.multi_crop` jitted on the JAX default device (CPU here: a lower bound
       for an accelerator);
-  (c) the training loader itself, `selax.data.pipeline.gather_encoded`, which decodes (b)'s host
+  (c) the training loader itself, `selax.data.datasets.gather_encoded`, which decodes (b)'s host
       part in a pool of one thread per host core, over an in-memory source of the same JPEG bytes:
       images/s on all the host's cores, and its scaling efficiency (the rate over cores x (b)).
 
@@ -34,9 +34,9 @@ import jax
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from selax.data import augment, datasets, pipeline
+from selax.data import augment, datasets
 
-RECIPE = augment.defaults("imagenet2012_8local").multi_crop
+RECIPE = augment.imagenet(num_local=8).multi_crop
 
 
 def write_jpegs(folder: str, count: int, seed: int = 0) -> list[str]:
@@ -118,9 +118,9 @@ class EncodedSource:
 
 
 def threaded_gather(source: EncodedSource, count: int, size: int = 256) -> float:
-    """Seconds for `selax.data.pipeline.gather_encoded` to decode `count` images to [size, size, 3]."""
+    """Seconds for `selax.data.datasets.gather_encoded` to decode `count` images to [size, size, 3]."""
     start = time.perf_counter()
-    pipeline.gather_encoded(source, np.arange(count), size)
+    datasets.gather_encoded(source, np.arange(count), size)
     return time.perf_counter() - start
 
 

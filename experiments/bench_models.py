@@ -73,7 +73,7 @@ def jax_train_step(case: str, dtype_name: str):
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
     import optax  # pylint: disable=import-outside-toplevel
 
-    from selax.models import FEATURE_DIMS, build_encoder  # pylint: disable=import-outside-toplevel
+    from selax.models import ENCODERS, build_encoder  # pylint: disable=import-outside-toplevel
 
     encoder_name, shape, _ = CASES[case]
     encoder = build_encoder(encoder_name, dtype=jnp.dtype(dtype_name))
@@ -81,7 +81,7 @@ def jax_train_step(case: str, dtype_name: str):
     images = jax.random.normal(jax.random.key(0), (BATCH, *shape))
     labels = jax.random.randint(jax.random.key(1), (BATCH,), 0, 10)
     variables = encoder.init(jax.random.key(2), images)
-    features = jnp.zeros((1, FEATURE_DIMS[encoder_name]))
+    features = jnp.zeros((1, ENCODERS[encoder_name].feature_dim))
     params = {
         "encoder": variables["params"],
         "classifier": classifier.init(jax.random.key(3), features)["params"],

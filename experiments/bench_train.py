@@ -97,11 +97,11 @@ def scaled(size: int, scale: float, multiple: int = 1) -> int:
 
 
 def scaled_augment_specs(image_scale: float):
-    """`selax.train.augment_specs` with every view size (global, local, labeled) times `image_scale`."""
-    recipe_specs = train.augment_specs
+    """`selax.data.augment.specs_from_config` with every view size (global, local, labeled) times `image_scale`."""
+    recipe_specs = augment.specs_from_config
 
-    def specs(name: str, overrides: ml_collections.ConfigDict):
-        crop_spec, labeled_spec, eval_spec = recipe_specs(name, overrides)
+    def specs(recipe: augment.DatasetAugment, overrides: ml_collections.ConfigDict):
+        crop_spec, labeled_spec, eval_spec = recipe_specs(recipe, overrides)
 
         def view(spec: augment.ViewSpec) -> augment.ViewSpec:
             return dataclasses.replace(spec, size=scaled(spec.size, image_scale))
@@ -138,10 +138,11 @@ def bench_recipe(
     )
     with (
         mock.patch.object(datasets, "open_splits", lambda *a, **k: readers),
-        mock.patch.object(train, "augment_specs", scaled_augment_specs(args.image_scale)),
+        mock.patch.object(augment, "specs_from_config", scaled_augment_specs(args.image_scale)),
     ):
         experiment = train.Experiment(config, mesh)
-    crop_spec, labeled_spec, _ = scaled_augment_specs(args.image_scale)(config.dataset.name, config.augment)
+    recipe = datasets.get(config.dataset.name).augment
+    crop_spec, labeled_spec, _ = scaled_augment_specs(args.image_scale)(recipe, config.augment)
     state = experiment.init_state()
     batches = [experiment.load_batch(step) for step in range(args.steps + 1)]
     jax.block_until_ready(batches)

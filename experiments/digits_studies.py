@@ -120,7 +120,7 @@ def train_and_predict(config, workdir: str) -> tuple[dict[str, float], dict[str,
 
 
 def per_class_top1(scores: np.ndarray, labels: np.ndarray) -> list[float]:
-    return [evaluate.top1_accuracy(scores, labels, labels == c) for c in range(10)]
+    return [evaluate.top1_accuracy(scores[labels == c], labels[labels == c]) for c in range(10)]
 
 
 def prior_metrics(final: dict[str, float], test: dict[str, np.ndarray]) -> dict:
@@ -130,8 +130,8 @@ def prior_metrics(final: dict[str, float], test: dict[str, np.ndarray]) -> dict:
         "prototype_top1": final["test/prototype_top1"],
         "linear_top1": final["test/linear_top1"],
         "knn_top1": final["test/knn_top1"],
-        "head_top1": evaluate.top1_accuracy(scores, labels, head),
-        "tail_top1": evaluate.top1_accuracy(scores, labels, ~head),
+        "head_top1": evaluate.top1_accuracy(scores[head], labels[head]),
+        "tail_top1": evaluate.top1_accuracy(scores[~head], labels[~head]),
         "per_class_top1": per_class_top1(scores, labels),
         "predicted_class_counts": np.bincount(np.argmax(scores, -1), minlength=10).tolist(),
     }
@@ -144,7 +144,7 @@ def novel_metrics(final: dict[str, float], test: dict[str, np.ndarray]) -> dict:
     labeled_classes = [c for c in range(10) if c not in NOVEL_CLASSES]
     report = evaluate.clustering_report(clusters[novel], labels[novel])
     return {
-        "labeled_classes_top1": evaluate.top1_accuracy(scores, labels, ~novel),
+        "labeled_classes_top1": evaluate.top1_accuracy(scores[~novel], labels[~novel]),
         "novel_nmi": report["nmi"],
         "novel_cluster_accuracy": report["cluster_accuracy"],
         "novel_on_free_prototypes": float(np.mean(~np.isin(clusters[novel], labeled_classes))),

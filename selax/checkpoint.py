@@ -6,6 +6,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
+from absl import logging
 
 
 class Checkpointer:
@@ -65,22 +66,38 @@ def read_pretrained(path: str) -> dict[str, Any]:
     return load_converted(path)
 
 
+# Modules of a selax workdir that belong to its method, not to the representation: a checkpoint's head
+# of another shape (SwAV's free prototypes, when Suave needs one per class) is not loaded.
+METHOD_MODULES = ("head", "linear_head")
+
+
 def load_pretrained(variables: dict[str, Any], path: str) -> dict[str, Any]:
     """`variables` with the modules found in the checkpoint at `path` (see `read_pretrained`) replaced.
 
     Every module the checkpoint has (`encoder`, `projector`, and from a selax workdir also `head` and
-    `linear_head`) must match the model's tree and shapes exactly. Modules it lacks keep their fresh
-    initialization: a converted SwAV checkpoint has no prototypes, which the recipes re-initialize.
+    `linear_head`) must match the model's tree and shapes exactly, except the method's modules
+    (`METHOD_MODULES`): one of those that does not match keeps its fresh initialization, with a
+    warning (the pipeline SwAV -> Suave re-initializes the prototypes, as the paper does). Modules the
+    checkpoint lacks keep their fresh initialization: a converted SwAV checkpoint has no prototypes.
     """
     pretrained = read_pretrained(path)
     merged = {collection: dict(tree) for collection, tree in variables.items()}
     for collection, modules in pretrained.items():
         for module, tree in modules.items():
             if module not in merged.get(collection, {}):
+                if module in METHOD_MODULES:
+                    logging.warning("%s: %s/%s is not in the model; not loaded.", path, collection, module)
+                    continue
                 raise ValueError(f"{path} has {collection}/{module}, which the model does not have.")
             expected = jax.tree_util.tree_map(lambda x: tuple(x.shape), merged[collection][module])
             found = jax.tree_util.tree_map(lambda x: tuple(x.shape), tree)
             if expected != found:
+                if module in METHOD_MODULES:
+                    logging.warning(
+                        "%s: %s/%s has other shapes than the model's (another method's head); it starts"
+                        " fresh.\n  model: %s\n  checkpoint: %s", path, collection, module, expected, found
+                    )
+                    continue
                 raise ValueError(
                     f"{path}: {collection}/{module} does not match the model (check config.model.encoder and"
                     f" its kwargs).\n  model: {expected}\n  checkpoint: {found}"

@@ -1,11 +1,28 @@
-"""Config fields shared by every config file, declared once so that `--config.x=...` can override them.
+"""The base every config file builds on: each shared field and default declared once, the config
+argument's parser, and the one `:smoke` variant.
 
-A field left `None` means "the default": for `augment_overrides`, the dataset's recipe in
-`selax.data.augment.defaults`.
+A config file (`configs/*.py`) defines `get_config(arg)`: it starts from `base(method)`, changes what
+its recipe changes, and ends with `finish(config, args)`, which applies `:smoke` when asked. A field
+left `None` means "the default": for `config.augment`, the dataset's recipe (its registry entry,
+`selax.data.datasets.DATASETS`); for a method's section, what its `HParams` says.
 """
+
+import importlib.util
+import os
+import types
+import typing
+from typing import Any
 
 import ml_collections
 from ml_collections.config_dict import placeholder
+
+from selax.methods import get_method
+from selax.methods.base import config_defaults
+from selax.models import get_encoder
+
+# The `:smoke` variant: a few steps on the embedded digits, logging, evaluating and checkpointing on the way.
+SMOKE_STEPS = 6
+SMOKE_BATCH = dict(unlabeled=64, labeled=16, eval=128)
 
 
 def augment_overrides() -> ml_collections.ConfigDict:
@@ -31,156 +48,144 @@ def augment_overrides() -> ml_collections.ConfigDict:
     )
 
 
-def suave_fields(**overrides) -> ml_collections.ConfigDict:
-    """`config.suave`: Suave's hyper-parameters (`selax.methods.suave.HParams`), the paper's defaults.
-
-    `labeled_weight` unset is the per-row frequency weighting of the reference code; a float w gives
-    w * labeled + (1 - w) * unlabeled. `prototype_marginals` unset is equipartition. `num_prototypes`
-    unset is one prototype per class; more leave free prototypes (e.g. for `dataset.unlabeled_classes`).
-    """
-    fields = dict(
-        num_prototypes=placeholder(int),
-        temperature=0.1,
-        sinkhorn_epsilon=0.05,
-        sinkhorn_iters=3,
-        label_smoothing=0.01,
-        labeled_weight=placeholder(float),
-        num_global_views=2,
-        queue_length=0,
-        queue_start_step=0,
-        freeze_prototypes_steps=0,
-        prototype_marginals=placeholder(tuple),
-        labeled_mixup_alpha=0.0,
-        unlabeled_mixup_alpha=0.0,
-    )
-    fields.update(overrides)
-    return ml_collections.ConfigDict(fields)
+def _placeholder_type(annotation: Any) -> type:
+    """The config type of an optional hyper-parameter: `int | None` -> int, `tuple[float, ...] | None` -> tuple."""
+    (inner,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return typing.get_origin(inner) or inner
 
 
-def device_count(words: list[str], default: int) -> int:
-    """The `devices=N` word of a config argument (the number of accelerators to scale the batch to)."""
-    counts = [int(w.split("=", 1)[1]) for w in words if w.startswith("devices=")]
-    if len(counts) > 1 or (counts and counts[0] < 1):
-        raise ValueError(f"Give one positive devices=N in the config argument, got {words}.")
-    return counts[0] if counts else default
+def method_fields(method: str, **overrides: Any) -> ml_collections.ConfigDict:
+    """`config.<method>`: the method's configurable hyper-parameters with their `HParams` defaults."""
+    hparams = get_method(method).hparams
+    hints = typing.get_type_hints(hparams)
+    fields = {
+        name: placeholder(_placeholder_type(hints[name])) if default is None else default
+        for name, default in config_defaults(hparams).items()
+    }
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValueError(f"config.{method} has no field(s) {unknown}; its fields are {sorted(fields)}.")
+    config = ml_collections.ConfigDict(fields)
+    config.update(overrides)
+    return config
 
 
-def parse_arg(arg: str | None) -> list[str]:
-    """The comma-separated words of a config argument: `configs/x.py:2500,smoke` -> ['2500', 'smoke']."""
-    return [word.strip() for word in (arg or "").split(",") if word.strip()]
-
-
-def digits_smoke_schedule(config: ml_collections.ConfigDict, labeled_batch: int = 16) -> None:
-    """The `:smoke` variant of a digits config: 6 steps, logging, evaluating and checkpointing on the way."""
-    config.num_steps = 6
-    config.log_every_steps = 2
-    config.eval_every_steps = 4
-    config.checkpoint.every_steps = 4
-    config.batch = dict(unlabeled=64, labeled=labeled_batch, eval=128)
-
-
-def shrink_for_smoke(config: ml_collections.ConfigDict) -> None:
-    """Turns a recipe into a few CPU steps on the embedded digits, keeping its method, optimizer and
-    schedule shape, so that every shipped config is exercised by the tests."""
-    config.dataset.name = "digits"
-    config.dataset.labels_per_class = 2
-    config.dataset.data_dir = None
-    config.model.init_checkpoint = ""
-    config.augment = augment_overrides()
-    config.augment.num_local = 1
-    config.augment.local_size = 6
-    config.batch.unlabeled, config.batch.labeled, config.batch.eval = 32, 16, 128
-    config.num_steps = 3
-    config.optimizer.warmup_steps = 1
-    config.log_every_steps = 1
-    config.eval_every_steps = 0
-    config.checkpoint.every_steps = 2
-
-
-def suave_imagenet(subset: str, words: list[str]) -> ml_collections.ConfigDict:
-    """Suave's ImageNet ResNet-50 recipe on the SimCLR `subset` ('1pct' or '10pct') of labels.
-
-    From a SwAV 800-epoch checkpoint converted with `python -m selax.models.convert --arch
-    swav_resnet50` (prototypes re-initialized): 100 epochs, LARS lr 0.4 -> 0.001 cosine, 5 warm-up
-    epochs, weight decay 1e-6, batch 256 unlabeled + 128 labeled on 8 devices (`devices=N` in the
-    config argument scales the batch to 32 + 16 per device and the learning rate linearly, keeping the
-    epochs), 2 x 224 + 8 x 96 crops, a queue of
-    3,840 embeddings, bfloat16 compute. Reported metric: test/linear_top1 (a linear head on the
-    projector's first layer).
-    """
-    train_images = 1_281_167
+def base(method: str) -> ml_collections.ConfigDict:
+    """Every field a run reads, with the defaults of a small digits run; recipes change what differs."""
     config = ml_collections.ConfigDict()
-    config.method = "suave"
+    config.method = method
     config.seed = 0
     config.state_sharding = "replicated"  # "fsdp": params, optimizer state and extras split over devices.
+    # unlabeled_classes: classes with no labeled example, left for the extra prototypes to discover.
     config.dataset = dict(
-        name=f"imagenet2012_subset/{subset}", data_dir=placeholder(str), labels_per_class=0, split_seed=0
+        name="digits", data_dir=placeholder(str), labels_per_class=2, split_seed=0, unlabeled_classes=()
     )
     config.model = dict(
-        encoder="resnet50",
-        encoder_kwargs=dict(dtype="bfloat16"),
-        projector_hidden=(2048,),
-        embedding_dim=128,
-        init_checkpoint="~/selax_checkpoints/swav_800ep_resnet50",
+        encoder="small_cnn",
+        encoder_kwargs=dict(),
+        projector_hidden=placeholder(tuple),  # None: the head sits on the encoder features.
+        embedding_dim=0,
+        init_checkpoint="",  # A converted checkpoint or the workdir of a selax (pre-)training run.
     )
     config.augment = augment_overrides()
-    config.augment.num_local = 8
-    devices = device_count(words, default=8)
-    scale = devices / 8  # The recipe's batch is 256 + 128 on 8 GPUs: 32 + 16 per device.
-    config.batch = dict(unlabeled=32 * devices, labeled=16 * devices, eval=64 * devices)
-    steps_per_epoch = train_images // config.batch.unlabeled
-    config.num_steps = 100 * steps_per_epoch
+    config.batch = dict(unlabeled=256, labeled=40, eval=256)  # labeled=0: no labeled stream.
+    config.num_steps = 600
     config.optimizer = dict(
-        name="lars",
-        base_lr=0.4 * scale,
-        final_lr=0.001,
-        warmup_steps=5 * steps_per_epoch,
-        weight_decay=1e-6,
+        name="sgd",
+        base_lr=0.1,
+        final_lr=0.0,
+        warmup_steps=0,
+        weight_decay=5e-4,
+        final_weight_decay=placeholder(float),  # Set: a cosine from weight_decay to it (sgd, adamw).
         momentum=0.9,
+        decay_boundaries=(),  # Steps of a step decay by decay_factor, instead of warm-up and cosine.
+        decay_factor=0.1,
     )
-    config.suave = suave_fields(
-        queue_length=3840, queue_start_step=-(-3840 // config.batch.unlabeled), unlabeled_mixup_alpha=1.0
-    )
-    config.supervised_only = False
+    config[method] = method_fields(method)
     config.eval = dict(knn_k=20, knn_temperature=0.07)
-    config.log_every_steps = 100
-    config.eval_every_steps = 10 * steps_per_epoch
-    config.checkpoint = dict(every_steps=2000, keep=3)
-    if "smoke" in words:
-        shrink_for_smoke(config)
-        config.model.encoder = "resnet18"
-        config.model.encoder_kwargs = dict(dtype="bfloat16")
-        config.model.projector_hidden = (32,)
-        config.model.embedding_dim = 16
-        config.suave.queue_length = 64
-        config.suave.queue_start_step = 2
+    config.log_every_steps = 50
+    config.eval_every_steps = 200  # 0: only the final evaluation.
+    config.checkpoint = dict(every_steps=200, keep=2)
     return config
 
 
-def suave_imagenet_finetune(subset: str, words: list[str]) -> ml_collections.ConfigDict:
-    """The short fine-tuning stage after `suave_imagenet`: the whole network on the labeled subset.
+def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+    """The words of a config argument (`configs/x.py:2500,devices=16,smoke`) as a ConfigDict of `defaults`.
 
-    Starts from the pre-training workdir named by `--config.model.init_checkpoint` (default
-    `/tmp/suave_imagenet_{subset}`), prototypes and linear head included; 5 epochs at lr 0.03 for
-    10%, 3 epochs at lr 0.02 for 1% (of the labeled subset), SGD, no unlabeled images.
+    A `key=value` word sets `key`, a bare word sets a boolean default to True, and any other bare word
+    sets the first non-boolean default (the config's positional argument). Values take the type of
+    their default. Any other word is refused, listing the accepted ones.
     """
-    config = suave_imagenet(subset, [w for w in words if w != "smoke"])
-    labeled_images = {"10pct": 128_116, "1pct": 12_811}[subset]
-    epochs, base_lr = (5, 0.03) if subset == "10pct" else (3, 0.02)
-    config.supervised_only = True
-    config.model.init_checkpoint = f"/tmp/suave_imagenet_{subset}"
-    config.augment.num_local = 0
-    config.suave.queue_length = 0
-    config.suave.unlabeled_mixup_alpha = 0.0
-    config.batch.unlabeled = 8  # The unlabeled stream is not read by a supervised-only step.
-    config.num_steps = epochs * labeled_images // config.batch.labeled
-    config.optimizer = dict(
-        name="sgd", base_lr=base_lr, final_lr=0.0, warmup_steps=0, weight_decay=0.0, momentum=0.9
+    args = ml_collections.ConfigDict(dict(defaults))
+    positional = [k for k, v in defaults.items() if not isinstance(v, bool)][:1]
+    accepted = ", ".join(f"{k}={v!r}" if not isinstance(v, bool) else k for k, v in defaults.items()) or "none"
+    for word in (w.strip() for w in (arg or "").split(",")):
+        if not word:
+            continue
+        key, value = word.split("=", 1) if "=" in word else (None, word)
+        if key is None and isinstance(defaults.get(word), bool):
+            key, value = word, "True"
+        elif key is None and positional:
+            key = positional[0]
+        if key not in defaults:
+            raise ValueError(f"Unknown config argument {word!r}; this config accepts: {accepted}.")
+        kind = type(defaults[key])
+        try:
+            args[key] = (value == "True") if kind is bool else kind(value)
+        except ValueError as error:
+            raise ValueError(f"Config argument {word!r}: {key} takes a {kind.__name__} ({error}).") from None
+    return args
+
+
+def sibling(config_file: str, name: str) -> types.ModuleType:
+    """The config module `name` beside `config_file` (configs import each other by path, so they load
+    from any working directory)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"selax_configs.{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _scaled_steps(steps: int, num_steps: int) -> int:
+    """A step count of the full run mapped into the smoke run's `SMOKE_STEPS`, proportionally."""
+    return min(SMOKE_STEPS - 1, round(steps * SMOKE_STEPS / max(num_steps, 1)))
+
+
+def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The `:smoke` variant of any config: `SMOKE_STEPS` CPU steps on the embedded digits with a tiny member
+    of its encoder family, keeping its method, optimizer and schedule shape, so that every shipped config
+    is exercised end to end by the tests."""
+    num_steps = config.num_steps
+    config.dataset.update(name="digits", data_dir=None, labels_per_class=2, unlabeled_classes=())
+    config.model.init_checkpoint = ""
+    dtype = config.model.encoder_kwargs.get("dtype")
+    config.model.encoder_kwargs = dict(get_encoder(config.model.encoder).smoke_kwargs)
+    if dtype is not None:
+        config.model.encoder_kwargs.dtype = dtype
+    if config.model.projector_hidden is not None:
+        config.model.projector_hidden, config.model.embedding_dim = (32,), 16
+    num_local = config.augment.num_local
+    config.augment = augment_overrides()
+    config.augment.num_local = None if num_local is None else min(num_local, 1)
+    config.augment.local_size = 4  # Local crops of the 8x8 digits that the tiny ViT's 4-pixel patches tile.
+    config.batch = dict(SMOKE_BATCH, labeled=SMOKE_BATCH["labeled"] if config.batch.labeled else 0)
+    config.num_steps = SMOKE_STEPS
+    config.optimizer.warmup_steps = _scaled_steps(config.optimizer.warmup_steps, num_steps)
+    config.optimizer.decay_boundaries = tuple(
+        max(1, _scaled_steps(b, num_steps)) for b in config.optimizer.decay_boundaries
     )
-    config.eval_every_steps = 0
-    if "smoke" in words:
-        shrink_for_smoke(config)
-        config.model.encoder = "resnet18"
-        config.model.projector_hidden = (32,)
-        config.model.embedding_dim = 16
+    section = config[config.method]
+    for field, value in get_method(config.method).smoke.items():
+        section[field] = value(section[field]) if callable(value) else value
+    for field, value in section.items():  # Step counts of the method shrink with the run.
+        if field.endswith("_steps") and isinstance(value, int) and value > 0:
+            section[field] = _scaled_steps(value, num_steps)
+    config.log_every_steps, config.eval_every_steps = 2, 4
+    config.checkpoint = dict(every_steps=4, keep=2)
     return config
+
+
+def finish(config: ml_collections.ConfigDict, args: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The config as `get_config` returns it: shrunk by `smoke` when the argument says `smoke`."""
+    return smoke(config) if args.get("smoke") else config

@@ -10,11 +10,13 @@ Every function is a pure function of arrays and names the metric it returns:
 
 The heavy parts (kNN, linear probe) are jitted JAX and accept sharded `jax.Array` inputs (e.g. the training set
 sharded over its rows); the clustering metrics are small combinatorics on a contingency table in NumPy/SciPy.
-Padded rows (from fixed-size, sharded evaluation batches) are excluded with boolean masks.
+
+`EVALUATIONS` are what a method's `evaluations` name: each maps the predictions of a run
+(`RunPredictions`) to its named metrics.
 """
 
 import functools
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -42,24 +44,12 @@ def _check_rows(name: str, array: ArrayLike, ndim: int, num_rows: int | None = N
         )
 
 
-def _as_mask(name: str, mask: ArrayLike | None, num_rows: int) -> jax.Array:
-    """`mask [num_rows]` as booleans (all True when None); raises ValueError on a bad shape or an empty selection."""
-    if mask is None:
-        return jnp.ones((num_rows,), bool)
-    _check_rows(name, mask, 1, num_rows)
-    mask = jnp.asarray(mask).astype(bool)
-    if not bool(jnp.any(mask)):
-        raise ValueError(f"{name} selects no rows: at least one row must be valid (True).")
-    return mask
-
-
-def _check_labels(name: str, labels: ArrayLike, num_classes: int, mask: jax.Array) -> None:
-    """Raises ValueError unless the integer `labels [N]` of valid rows (`mask [N]`) lie in [0, num_classes)."""
+def _check_labels(name: str, labels: ArrayLike, num_classes: int) -> None:
+    """Raises ValueError unless the integer `labels [N]` lie in [0, num_classes)."""
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise ValueError(f"{name} must be integer class ids, got dtype {labels.dtype}.")
     labels = jnp.asarray(labels)
-    largest = int(jnp.max(jnp.where(mask, labels, 0)))
-    smallest = int(jnp.min(jnp.where(mask, labels, 0)))
+    largest, smallest = int(jnp.max(labels)), int(jnp.min(labels))
     if largest >= num_classes:
         raise ValueError(
             f"{name} contains label {largest} but num_classes={num_classes}: labels must lie in "
@@ -67,38 +57,35 @@ def _check_labels(name: str, labels: ArrayLike, num_classes: int, mask: jax.Arra
         )
     if smallest < 0:
         raise ValueError(
-            f"{name} contains label {smallest}: labels must lie in [0, num_classes={num_classes}); mark "
-            "padded rows with a mask instead of negative labels."
+            f"{name} contains label {smallest}: labels must lie in [0, num_classes={num_classes}); leave"
+            " unlabeled rows out."
         )
 
 
-def _fraction_correct(predictions: jax.Array, labels: jax.Array, mask: jax.Array) -> float:
-    """Fraction of valid rows (`mask [N]`) where `predictions [N] == labels [N]`."""
-    correct = jnp.logical_and(predictions == labels, mask)
-    return float(jnp.sum(correct) / jnp.sum(mask))
+def _fraction_correct(predictions: jax.Array, labels: jax.Array) -> float:
+    """Fraction of rows where `predictions [N] == labels [N]`."""
+    return float(jnp.mean(predictions == labels))
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Top-1 of given scores
 
 
-def top1_accuracy(scores: ArrayLike, labels: ArrayLike, mask: ArrayLike | None = None) -> float:
+def top1_accuracy(scores: ArrayLike, labels: ArrayLike) -> float:
     """Top-1 accuracy: fraction of rows whose highest score is at their label.
 
     Args:
       scores: `[N, K]` logits, probabilities or similarities, one column per class.
       labels: `[N]` integer class ids in [0, K).
-      mask: optional `[N]` booleans, False for padded rows, which are ignored.
 
     Returns:
-      Top-1 accuracy in [0, 1] over the valid rows.
+      Top-1 accuracy in [0, 1].
     """
     _check_rows("scores", scores, 2)
     num_rows, num_classes = scores.shape
     _check_rows("labels", labels, 1, num_rows)
-    mask = _as_mask("mask", mask, num_rows)
-    _check_labels("labels", labels, num_classes, mask)
-    return _fraction_correct(jnp.argmax(scores, axis=-1), jnp.asarray(labels), mask)
+    _check_labels("labels", labels, num_classes)
+    return _fraction_correct(jnp.argmax(scores, axis=-1), jnp.asarray(labels))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -107,7 +94,7 @@ def top1_accuracy(scores: ArrayLike, labels: ArrayLike, mask: ArrayLike | None =
 
 @functools.partial(jax.jit, static_argnames=("k", "num_classes", "batch_size"))
 def _knn_predict(
-    train_features, train_labels, train_mask, test_features, temperature, *, k, num_classes, batch_size
+    train_features, train_labels, test_features, temperature, *, k, num_classes, batch_size
 ):
     """Jitted body of `knn_predict`; inputs already validated, `k <= N`."""
     train_unit = l2_normalize(train_features)
@@ -115,13 +102,12 @@ def _knn_predict(
 
     def predict_one(query_unit):  # [D] -> scalar; vmapped over `batch_size` queries at a time by lax.map.
         similarities = jnp.dot(train_unit, query_unit, precision=jax.lax.Precision.HIGHEST)  # [N]
-        similarities = jnp.where(train_mask, similarities, -jnp.inf)
         neighbour_similarities, neighbour_ids = jax.lax.top_k(similarities, k)  # [k], descending
         # exp(s / T) up to a per-query factor exp(-s_max / T), which leaves the argmax unchanged and avoids overflow.
         # jnp.max, not neighbour_similarities[0]: slicing top_k's output makes XLA:CPU fall back to a full sort (~40x).
         weights = jnp.exp(
             (neighbour_similarities - jnp.max(neighbour_similarities)) / temperature
-        )  # [k]; 0 for padding
+        )  # [k]
         votes = jnp.zeros((num_classes,), jnp.float32).at[train_labels[neighbour_ids]].add(weights)  # [C]
         return jnp.argmax(votes)
 
@@ -136,7 +122,6 @@ def knn_predict(
     num_classes: int,
     k: int = 20,
     temperature: float = 0.07,
-    train_mask: ArrayLike | None = None,
     batch_size: int = 256,
 ) -> jax.Array:
     """Class predictions of a similarity-weighted cosine kNN classifier (the DINO / solo-learn kNN protocol).
@@ -155,7 +140,6 @@ def knn_predict(
       num_classes: number of classes C.
       k: neighbours per test row; clipped to N when larger.
       temperature: T > 0 of the vote weights `exp(similarity / T)`.
-      train_mask: optional `[N]` booleans, False for padded training rows, which are never neighbours.
       batch_size: test rows per chunk.
 
     Returns:
@@ -177,12 +161,10 @@ def knn_predict(
         )
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}.")
-    train_mask = _as_mask("train_mask", train_mask, num_train)
-    _check_labels("train_labels", train_labels, num_classes, train_mask)
+    _check_labels("train_labels", train_labels, num_classes)
     return _knn_predict(
         train_features,
         jnp.asarray(train_labels),
-        train_mask,
         test_features,
         jnp.float32(temperature),
         k=min(k, num_train),
@@ -200,17 +182,14 @@ def knn_top1(
     num_classes: int,
     k: int = 20,
     temperature: float = 0.07,
-    train_mask: ArrayLike | None = None,
-    test_mask: ArrayLike | None = None,
     batch_size: int = 256,
 ) -> float:
-    """kNN top-1 accuracy: fraction of valid test rows that `knn_predict` classifies correctly.
+    """kNN top-1 accuracy: fraction of test rows that `knn_predict` classifies correctly.
 
     Args:
-      train_features, train_labels, num_classes, k, temperature, train_mask, batch_size: as in `knn_predict`.
+      train_features, train_labels, num_classes, k, temperature, batch_size: as in `knn_predict`.
       test_features: `[M, D]` features to classify.
       test_labels: `[M]` integer class ids in [0, num_classes).
-      test_mask: optional `[M]` booleans, False for padded test rows, which are ignored.
 
     Returns:
       kNN top-1 accuracy in [0, 1].
@@ -218,8 +197,7 @@ def knn_top1(
     _check_rows("test_features", test_features, 2)
     num_test = test_features.shape[0]
     _check_rows("test_labels", test_labels, 1, num_test)
-    test_mask = _as_mask("test_mask", test_mask, num_test)
-    _check_labels("test_labels", test_labels, num_classes, test_mask)
+    _check_labels("test_labels", test_labels, num_classes)
     predictions = knn_predict(
         train_features,
         train_labels,
@@ -227,10 +205,9 @@ def knn_top1(
         num_classes=num_classes,
         k=k,
         temperature=temperature,
-        train_mask=train_mask,
         batch_size=batch_size,
     )
-    return _fraction_correct(predictions, jnp.asarray(test_labels), test_mask)
+    return _fraction_correct(predictions, jnp.asarray(test_labels))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -254,22 +231,19 @@ def linear_probe_logits(probe: LinearProbe, features: ArrayLike) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "steps", "batch_size"))
 def _fit_linear_probe(
-    features, labels, mask, learning_rate, weight_decay, key, *, num_classes, steps, batch_size
+    features, labels, learning_rate, weight_decay, key, *, num_classes, steps, batch_size
 ):
     """Jitted body of `train_linear_probe`; inputs already validated."""
     features = features.astype(jnp.float32)
-    row_weights = mask.astype(jnp.float32)  # [N]
-    labels = jnp.where(mask, labels, 0)
-    num_valid = jnp.sum(row_weights)
-    mean = jnp.sum(features * row_weights[:, None], axis=0) / num_valid
-    std = jnp.sqrt(jnp.sum(jnp.square(features - mean) * row_weights[:, None], axis=0) / num_valid)
+    mean = jnp.mean(features, axis=0)
+    std = jnp.sqrt(jnp.mean(jnp.square(features - mean), axis=0))
     scale = jnp.where(std > 1e-6, std, 1.0)
     standardized = (features - mean) / scale  # [N, D]
 
-    def loss_fn(params, x, y, w):
+    def loss_fn(params, x, y):
         logits = x @ params["weights"] + params["bias"]
         cross_entropy = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-        return jnp.sum(cross_entropy * w) / jnp.maximum(jnp.sum(w), 1.0) + 0.5 * weight_decay * jnp.sum(
+        return jnp.mean(cross_entropy) + 0.5 * weight_decay * jnp.sum(
             jnp.square(params["weights"])
         )
 
@@ -282,13 +256,13 @@ def _fit_linear_probe(
     def step(carry, step_index):
         params, opt_state = carry
         if batch_size is None:
-            x, y, w = standardized, labels, row_weights
+            x, y = standardized, labels
         else:
             rows = jax.random.randint(
                 jax.random.fold_in(key, step_index), (batch_size,), 0, features.shape[0]
             )
-            x, y, w = standardized[rows], labels[rows], row_weights[rows]
-        grads = jax.grad(loss_fn)(params, x, y, w)
+            x, y = standardized[rows], labels[rows]
+        grads = jax.grad(loss_fn)(params, x, y)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), None
 
@@ -306,11 +280,10 @@ def train_linear_probe(
     weight_decay: float = 1e-4,
     batch_size: int | None = None,
     seed: int = 0,
-    train_mask: ArrayLike | None = None,
 ) -> LinearProbe:
     """Fits a multinomial logistic regression on frozen, standardized features.
 
-    Features are standardized with the (valid) training rows' mean and standard deviation; weights and bias start
+    Features are standardized with the training rows' mean and standard deviation; weights and bias start
     at zero and take `steps` Adam steps (cosine-decayed learning rate) on the mean cross-entropy plus
     `0.5 * weight_decay * ||weights||^2`. Full-batch when `batch_size` is None (exact and seed-free; fine for up to a
     few hundred thousand rows), else minibatches of `batch_size` rows drawn with replacement from `seed`. The result
@@ -325,7 +298,6 @@ def train_linear_probe(
       weight_decay: L2 penalty coefficient on the weights (not the bias).
       batch_size: rows per step, or None for full batch.
       seed: seed of the minibatch sampling.
-      train_mask: optional `[N]` booleans, False for padded rows, which get zero weight.
 
     Returns:
       The trained `LinearProbe` (weights `[D, C]`, bias `[C]`, standardization `[D]`).
@@ -338,12 +310,10 @@ def train_linear_probe(
             f"steps, num_classes and batch_size must be >= 1, got steps={steps}, "
             f"num_classes={num_classes}, batch_size={batch_size}."
         )
-    train_mask = _as_mask("train_mask", train_mask, num_train)
-    _check_labels("train_labels", train_labels, num_classes, train_mask)
+    _check_labels("train_labels", train_labels, num_classes)
     return _fit_linear_probe(
         jnp.asarray(train_features),
         jnp.asarray(train_labels),
-        train_mask,
         jnp.float32(learning_rate),
         jnp.float32(weight_decay),
         jax.random.key(seed),
@@ -365,17 +335,14 @@ def linear_probe_top1(
     weight_decay: float = 1e-4,
     batch_size: int | None = None,
     seed: int = 0,
-    train_mask: ArrayLike | None = None,
-    test_mask: ArrayLike | None = None,
 ) -> float:
     """Linear-probe top-1 accuracy: trains `train_linear_probe` on the training features, scores the test rows.
 
     Args:
-      train_features, train_labels, num_classes, steps, learning_rate, weight_decay, batch_size, seed, train_mask:
+      train_features, train_labels, num_classes, steps, learning_rate, weight_decay, batch_size, seed:
         as in `train_linear_probe`.
       test_features: `[M, D]` frozen features from the same extractor.
       test_labels: `[M]` integer class ids in [0, num_classes).
-      test_mask: optional `[M]` booleans, False for padded test rows, which are ignored.
 
     Returns:
       Linear-probe top-1 accuracy in [0, 1]. Call `train_linear_probe` and `linear_probe_logits` for the weights.
@@ -388,8 +355,7 @@ def linear_probe_top1(
             f"{train_features.shape[1]}; both must come from the same feature extractor."
         )
     _check_rows("test_labels", test_labels, 1, test_features.shape[0])
-    test_mask = _as_mask("test_mask", test_mask, test_features.shape[0])
-    _check_labels("test_labels", test_labels, num_classes, test_mask)
+    _check_labels("test_labels", test_labels, num_classes)
     probe = train_linear_probe(
         train_features,
         train_labels,
@@ -399,10 +365,9 @@ def linear_probe_top1(
         weight_decay=weight_decay,
         batch_size=batch_size,
         seed=seed,
-        train_mask=train_mask,
     )
     predictions = jnp.argmax(linear_probe_logits(probe, test_features), axis=-1)
-    return _fraction_correct(predictions, jnp.asarray(test_labels), test_mask)
+    return _fraction_correct(predictions, jnp.asarray(test_labels))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -604,3 +569,95 @@ def clustering_report(cluster_ids: ArrayLike, labels: ArrayLike) -> dict[str, fl
         report[f"{name}_best"] = float(np.max(per_head))
         report.update({f"{name}_head{t}": value for t, value in enumerate(per_head)})
     return report
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What a run reports: the evaluations a method names
+
+
+class RunPredictions(Protocol):
+    """The predictions of a trained network that evaluations read (the loop predicts each split once, on first use).
+
+    `test()`: `features [M, D]`, `head_scores [M, K]` (or `[M, T, K]` for T heads), `linear_logits [M, C]`,
+    `labels [M]` of the test split; `labeled()` and `train()`: `features` and `labels` of the labeled
+    training images and of every training image; `cluster_labels()`: the method's pseudo-labels `[T, N]` of
+    the training split, or None.
+    """
+
+    num_classes: int
+
+    def test(self) -> dict[str, np.ndarray]: ...
+
+    def labeled(self) -> dict[str, np.ndarray]: ...
+
+    def train(self) -> dict[str, np.ndarray]: ...
+
+    def cluster_labels(self) -> np.ndarray | None: ...
+
+
+def classification_metrics(predictions: RunPredictions, knn_k: int, knn_temperature: float) -> dict[str, float]:
+    """`test/prototype_top1` (the head's argmax), `test/linear_top1` (the online linear head) and
+    `test/knn_top1` (kNN on encoder features, the labeled training images as the bank)."""
+    test, bank = predictions.test(), predictions.labeled()
+    return {
+        "test/prototype_top1": top1_accuracy(test["head_scores"], test["labels"]),
+        "test/linear_top1": top1_accuracy(test["linear_logits"], test["labels"]),
+        "test/knn_top1": knn_top1(
+            bank["features"],
+            bank["labels"],
+            test["features"],
+            test["labels"],
+            num_classes=predictions.num_classes,
+            k=min(knn_k, len(bank["labels"])),
+            temperature=knn_temperature,
+        ),
+    }
+
+
+def representation_metrics(predictions: RunPredictions, knn_k: int, knn_temperature: float) -> dict[str, float]:
+    """`test/knn_top1` and `test/linear_probe_top1` on frozen encoder features with every training label: the
+    standard self-supervised protocol."""
+    test, bank = predictions.test(), predictions.train()
+    num_classes = predictions.num_classes
+    return {
+        "test/knn_top1": knn_top1(
+            bank["features"],
+            bank["labels"],
+            test["features"],
+            test["labels"],
+            num_classes=num_classes,
+            k=knn_k,
+            temperature=knn_temperature,
+        ),
+        "test/linear_probe_top1": linear_probe_top1(
+            bank["features"], bank["labels"], test["features"], test["labels"], num_classes=num_classes
+        ),
+    }
+
+
+def clustering_metrics(predictions: RunPredictions, knn_k: int, knn_temperature: float) -> dict[str, float]:
+    """`test/<m>`: each head's argmax on the test split against the true classes, for the metrics m of
+    `clustering_report` (mean over heads, best head, per head); with pseudo-labels,
+    `train/pseudo_label_<m>` (mean and best over heads) against the true training classes."""
+    del knn_k, knn_temperature
+    test = predictions.test()
+    clusters = np.argmax(test["head_scores"], axis=-1)  # [M] or [M, T]
+    report = {f"test/{k}": v for k, v in clustering_report(clusters.T, test["labels"]).items()}
+    pseudo_labels = predictions.cluster_labels()
+    if pseudo_labels is not None:
+        train_labels = predictions.train()["labels"]
+        report.update(
+            {
+                f"train/pseudo_label_{k}": v
+                for k, v in clustering_report(pseudo_labels, train_labels).items()
+                if "_head" not in k
+            }
+        )
+    return report
+
+
+EVALUATIONS = {
+    "classification": classification_metrics,
+    "representation": representation_metrics,
+    "clustering": clustering_metrics,
+}

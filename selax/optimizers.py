@@ -86,3 +86,17 @@ def build_optimizer(
     if name == "adamw":
         return optax.adamw(schedule, b1=adam_b1, b2=adam_b2, weight_decay=weight_decay, mask=decay_mask)
     raise ValueError(f"Unknown optimizer {name!r}: config.optimizer.name must be one of {OPTIMIZERS}.")
+
+
+def optimizer_from_config(optimizer: Any, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """`(optimizer, learning-rate schedule)` from `config.optimizer` for a run of `num_steps`: warm-up and
+    cosine, or a step decay at `decay_boundaries` when those are set (SeLa)."""
+    if optimizer.name not in OPTIMIZERS:
+        raise ValueError(f"config.optimizer.name={optimizer.name!r} is not one of {OPTIMIZERS}.")
+    if optimizer.decay_boundaries:
+        schedule = step_decay_schedule(optimizer.base_lr, optimizer.decay_boundaries, optimizer.decay_factor)
+    else:
+        schedule = learning_rate_schedule(optimizer.base_lr, num_steps, optimizer.warmup_steps, optimizer.final_lr)
+    weight_decay = weight_decay_schedule(optimizer.weight_decay, optimizer.final_weight_decay, num_steps)
+    tx = build_optimizer(optimizer.name, schedule, weight_decay=weight_decay, momentum=optimizer.momentum)
+    return tx, schedule

@@ -5,7 +5,6 @@ The config is read here, at the edge; everything it calls is pure functions of a
 """
 
 import concurrent.futures
-import dataclasses
 import functools
 import os
 import signal
@@ -23,17 +22,10 @@ from flax.training import train_state
 from selax import evaluate, sharding
 from selax.checkpoint import Checkpointer, load_pretrained
 from selax.data import augment, datasets, pipeline
-from selax.methods import METHODS, get_method
-from selax.models import build_encoder
-from selax.models.heads import Projector
-from selax.models.network import Network
-from selax.optimizers import (
-    OPTIMIZERS,
-    build_optimizer,
-    learning_rate_schedule,
-    step_decay_schedule,
-    weight_decay_schedule,
-)
+from selax.methods import get_method
+from selax.methods.base import Method, RunInfo, StepInputs
+from selax.models.network import network_from_config
+from selax.optimizers import optimizer_from_config
 from selax.reporting import Reporter
 
 
@@ -58,7 +50,7 @@ def train_step(
     state: TrainState,
     batch: dict[str, jax.Array],
     *,
-    method: Any,
+    method: Method,
     hp: Any,
     crop_spec: augment.MultiCropSpec,
     labeled_spec: augment.LightSpec,
@@ -81,18 +73,12 @@ def train_step(
     if "labeled_images" in batch:
         views["labeled"] = augment.light_augment(labeled_key, batch["labeled_images"], labeled_spec)
 
+    inputs = StepInputs(
+        state.apply_fn, state.batch_stats, state.extras, views, batch.get("labels"), state.step, loss_key
+    )
+
     def loss_fn(params):
-        return method.loss_fn(
-            hp,
-            state.apply_fn,
-            params,
-            state.batch_stats,
-            state.extras,
-            views,
-            batch.get("labels"),
-            state.step,
-            loss_key,
-        )
+        return method.loss_fn(hp, params, inputs)
 
     (loss, (batch_stats, extras, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     grads = method.mask_gradients(hp, grads, state.step)
@@ -110,8 +96,6 @@ def train_step(
 
 # The outputs of `predict_fn` that evaluation reads (`embedding` is read by label updates).
 EVAL_OUTPUTS = ("features", "head_scores", "linear_logits", "labels")
-# Folded into `PRNGKey(config.seed)`, then the step, for the views of a label update.
-LABEL_VIEWS_STREAM = 0x1ABE1
 
 # What the network sees when predicting: `(images [B, H, W, C] uint8, positions [B] int32, key) ->
 # network input`.
@@ -180,57 +164,25 @@ def predict_split(
 # The run.
 
 
-def augment_specs(
-    dataset_name: str, overrides: ml_collections.ConfigDict
-) -> tuple[augment.MultiCropSpec, augment.LightSpec, augment.EvalSpec]:
-    """The dataset's default augmentation specs with the fields of `config.augment` replaced.
-
-    `overrides` holds the fields of `selax.config_fields.augment_overrides` (None: the default): for the
-    unlabeled views `global_size`, `global_scale`, `local_size`, `local_scale`, `num_local` and the
-    `ViewSpec` fields applied to every view; for labeled images `labeled_pad` and `labeled_flip_prob`.
-    """
-    recipe = augment.defaults(dataset_name)
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items() if v is not None}
-    view_fields = {f.name for f in dataclasses.fields(augment.ViewSpec)} - {"size", "scale"}
-    shared = {k: v for k, v in fields.items() if k in view_fields}
-
-    def view(spec: augment.ViewSpec, prefix: str) -> augment.ViewSpec:
-        size = fields.get(f"{prefix}_size", spec.size)
-        return dataclasses.replace(spec, size=size, scale=fields.get(f"{prefix}_scale", spec.scale), **shared)
-
-    for name, value in fields.items():
-        if name.endswith("_prob") and not 0.0 <= value <= 1.0:
-            raise ValueError(f"config.augment.{name}={value} must be a probability in [0, 1].")
-        if (name.endswith("_size") and value <= 0) or (name in ("num_local", "labeled_pad") and value < 0):
-            raise ValueError(
-                f"config.augment.{name}={value} must be {'positive' if name.endswith('_size') else '>= 0'}."
-            )
-    crops = recipe.multi_crop
-    crop_spec = dataclasses.replace(
-        crops,
-        global_views=tuple(view(v, "global") for v in crops.global_views),
-        local_view=view(crops.local_view, "local"),
-        num_local=fields.get("num_local", crops.num_local),
-    )
-    labeled_spec = dataclasses.replace(
-        recipe.light,
-        pad=fields.get("labeled_pad", recipe.light.pad),
-        flip_prob=fields.get("labeled_flip_prob", recipe.light.flip_prob),
-    )
-    return crop_spec, labeled_spec, recipe.eval
+COUNTS = ("num_steps", "log_every_steps", "checkpoint.every_steps", "checkpoint.keep", "eval.knn_k")
 
 
-def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
+def validate_config(config: ml_collections.ConfigDict, method: Method, num_devices: int) -> None:
     """Fails at start-up, naming the field, on a config that cannot run."""
-    if config.method not in METHODS:
-        raise ValueError(f"config.method={config.method!r} is not one of {sorted(METHODS)}.")
-    datasets.check_name(config.dataset.name)
-    if config.optimizer.name not in OPTIMIZERS:
-        raise ValueError(f"config.optimizer.name={config.optimizer.name!r} is not one of {OPTIMIZERS}.")
+    for field in COUNTS:
+        value = functools.reduce(getattr, field.split("."), config)
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"config.{field}={value!r} must be a whole number >= 1.")
+    if not isinstance(config.eval_every_steps, int) or config.eval_every_steps < 0:
+        raise ValueError(
+            f"config.eval_every_steps={config.eval_every_steps!r} must be a whole number >= 0 (0: only the"
+            " final evaluation)."
+        )
+    datasets.get(config.dataset.name)
     for field in ("unlabeled", "labeled", "eval"):
         size = config.batch[field]
-        if field == "labeled" and size == 0 and not get_method(config.method).SEMI_SUPERVISED:
-            continue  # No labeled stream: an unsupervised method.
+        if field == "labeled" and size == 0 and not method.uses_labels:
+            continue  # No labeled stream: a method that reads no label.
         if size <= 0 or size % num_devices:
             raise ValueError(
                 f"config.batch.{field}={size} must be a positive multiple of the device count ({num_devices}):"
@@ -245,19 +197,48 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
         )
 
 
+class _RunPredictions:
+    """`evaluate.RunPredictions` of one state: each split predicted once, on first use."""
+
+    def __init__(self, experiment: "Experiment", state: TrainState):
+        self.experiment, self.state = experiment, state
+        self.num_classes = experiment.train.num_classes
+        self._outputs: dict[str, dict[str, np.ndarray]] = {}
+
+    def _split(self, name: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+        if name not in self._outputs:
+            self._outputs[name] = self.experiment.predict(self.state, getattr(self.experiment, name), keys)
+        return self._outputs[name]
+
+    def test(self) -> dict[str, np.ndarray]:
+        return self._split("test", EVAL_OUTPUTS)
+
+    def labeled(self) -> dict[str, np.ndarray]:
+        return self._split("labeled", ("features", "labels"))
+
+    def train(self) -> dict[str, np.ndarray]:
+        return self._split("train", ("features", "labels"))
+
+    def cluster_labels(self) -> np.ndarray | None:
+        labels = self.experiment.method.cluster_labels(self.state.extras)
+        return None if labels is None else np.asarray(jax.device_get(labels))
+
+
 class Experiment:
     """Everything a run needs, built from the config (the edge): data, model, jitted step and evaluation.
 
-    `init_state()`, `load_batch(step)`, `train_step(state, batch)` and `evaluate(state)` are what the
-    loop calls; tests call them directly, for example on meshes of different sizes.
+    `init_state()`, `load_batch(step)`, `train_step(state, batch)`, `update_extras(state, step)` and
+    `evaluate(state)` are what the loop calls; tests call them directly, for example on meshes of
+    different sizes.
     """
 
     def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
-        validate_config(config, mesh.size)
-        self.config, self.mesh = config, mesh
         self.method = method = get_method(config.method)
+        validate_config(config, method, mesh.size)
+        self.config, self.mesh = config, mesh
 
         # --- Data ----------------------------------------------------------------------------------
+        dataset = datasets.get(config.dataset.name)
         self.train, self.labeled, self.test = datasets.open_splits(
             config.dataset.name,
             config.dataset.data_dir,
@@ -265,7 +246,8 @@ class Experiment:
             split_seed=config.dataset.split_seed,
             unlabeled_classes=tuple(config.dataset.get("unlabeled_classes") or ()),
         )
-        self.hp = hp = method.hparams_from_config(config, self.train.num_classes, self.train.size)
+        info = RunInfo(self.train.num_classes, self.train.size, config.num_steps, config.seed)
+        self.hp = hp = method.hparams_from_config(config.method, config[config.method], info)
         self.unlabeled_stream, self.labeled_stream = pipeline.semi_supervised_streams(
             self.train.size,
             np.arange(self.labeled.size),
@@ -273,40 +255,12 @@ class Experiment:
             config.batch.labeled or self.labeled.size,  # Unused when there is no labeled stream.
             config.seed,
         )
-        self.extras_update_steps = frozenset(method.extras_update_steps(hp))
-        crop_spec, labeled_spec, self.eval_spec = augment_specs(config.dataset.name, config.augment)
+        self.update_steps = frozenset(method.update_steps(hp))
+        crop_spec, labeled_spec, self.eval_spec = augment.specs_from_config(dataset.augment, config.augment)
 
         # --- Model and optimizer -------------------------------------------------------------------
-        encoder_kwargs = dict(config.model.encoder_kwargs)
-        if "dtype" in encoder_kwargs:  # "bfloat16": computation dtype; params stay float32.
-            encoder_kwargs["dtype"] = jnp.dtype(encoder_kwargs["dtype"])
-        projector = None
-        if config.model.projector_hidden is not None:
-            projector = Projector(tuple(config.model.projector_hidden), config.model.embedding_dim)
-        self.model = Network(
-            encoder=build_encoder(config.model.encoder, **encoder_kwargs),
-            projector=projector,
-            head=method.build_head(hp),
-            num_classes=self.train.num_classes,
-        )
-        schedule = learning_rate_schedule(
-            config.optimizer.base_lr,
-            config.num_steps,
-            config.optimizer.warmup_steps,
-            config.optimizer.final_lr,
-        )
-        if config.optimizer.get("decay_boundaries"):  # Step decay instead of warm-up and cosine (SeLa).
-            schedule = step_decay_schedule(
-                config.optimizer.base_lr, config.optimizer.decay_boundaries, config.optimizer.decay_factor
-            )
-        self.optimizer = build_optimizer(
-            config.optimizer.name,
-            schedule,
-            weight_decay=weight_decay_schedule(
-                config.optimizer.weight_decay, config.optimizer.get("final_weight_decay"), config.num_steps
-            ),
-            momentum=config.optimizer.momentum,
-        )
+        self.model = network_from_config(config.model, method.build_head(hp), self.train.num_classes)
+        self.optimizer, schedule = optimizer_from_config(config.optimizer, config.num_steps)
 
         # --- Shardings and compiled functions -------------------------------------------------------
         replicated = sharding.replicated(mesh)
@@ -327,12 +281,12 @@ class Experiment:
             out_shardings=(self.state_sharding, replicated),
             donate_argnums=(0,),
         )
-        self._predict = jax.jit(
-            predict_fn(self.model.apply, eval_input(self.eval_spec)), out_shardings=replicated
-        )
-        self._predict_training_view = jax.jit(
-            predict_fn(self.model.apply, training_view_input(crop_spec)), out_shardings=replicated
-        )
+        self._predictors = {
+            "eval": jax.jit(predict_fn(self.model.apply, eval_input(self.eval_spec)), out_shardings=replicated),
+            "training": jax.jit(
+                predict_fn(self.model.apply, training_view_input(crop_spec)), out_shardings=replicated
+            ),
+        }
 
     def _init_state(self, rng: jax.Array) -> TrainState:
         init_key, run_key = jax.random.split(rng)
@@ -373,29 +327,35 @@ class Experiment:
             local.update(labeled_images=labeled_images, labels=labels)
         return pipeline.global_batch(self.mesh, local)
 
+    def eval_variables(self, state: TrainState) -> dict[str, Any]:
+        """The variables the method evaluates (Daino and DINO: the teacher's)."""
+        return self.method.eval_variables(state.params, state.batch_stats, state.extras)
+
     def update_extras(self, state: TrainState, step: int) -> TrainState:
-        """Before the method's scheduled steps (SeLa's label updates), recomputes the extras from the
-        embeddings of the whole training split (`label_step_embeddings`); otherwise returns `state`."""
-        if step not in self.extras_update_steps:
+        """Before the method's scheduled steps (SeLa's label updates), recomputes the extras over the
+        whole training split (`train_embeddings`); otherwise returns `state`."""
+        if step not in self.update_steps:
             return state
-        embeddings = self.label_step_embeddings(state, step)
-        params = self.method.eval_variables(state.params, state.batch_stats, state.extras)["params"]
-        extras = self.method.update_extras(self.hp, state.extras, embeddings, params)
+
+        def embed(view: str, key: jax.Array | None) -> np.ndarray:
+            return self.train_embeddings(state, view, key)
+
+        params = self.eval_variables(state)["params"]
+        extras = self.method.update_extras(self.hp, state.extras, params, step, embed)
         return state.replace(extras=jax.device_put(extras, self.state_sharding.extras))
 
-    def label_step_embeddings(self, state: TrainState, step: int) -> np.ndarray:
-        """The embeddings `[N, E]` of the training split (in train order) that the update before `step`
-        reads. With `hp.label_views == "augmented"` each image is seen through one training view, drawn
-        anew at each update from `config.seed`, the step and the image's position (the same on any
-        number of devices or processes); with "clean", through the evaluation transform."""
-        variables = self.method.eval_variables(state.params, state.batch_stats, state.extras)
-        predict, key = self._predict, None
-        if self.hp.label_views == "augmented":
-            predict = self._predict_training_view
-            run_key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed), LABEL_VIEWS_STREAM)
-            key = np.asarray(jax.random.fold_in(run_key, step))  # Host-side: the same in every process.
+    def train_embeddings(self, state: TrainState, view: str, key: jax.Array | None) -> np.ndarray:
+        """The embeddings `[N, E]` of the training split in train order, each image through `view`:
+        "training" (one training view, drawn from `key` and the image's position, so the same on any number
+        of devices or processes) or "eval" (the evaluation transform)."""
         outputs = predict_split(
-            predict, variables, self.train, self.mesh, self.config.batch.eval, keys=("embedding",), key=key
+            self._predictors[view],
+            self.eval_variables(state),
+            self.train,
+            self.mesh,
+            self.config.batch.eval,
+            keys=("embedding",),
+            key=key,
         )
         return outputs["embedding"]
 
@@ -407,68 +367,18 @@ class Experiment:
     ) -> dict[str, np.ndarray]:
         """The evaluation outputs `keys` (`predict_fn`) of the method's eval variables on every example of
         `split` (e.g. `self.test`), as host arrays in split order."""
-        variables = self.method.eval_variables(state.params, state.batch_stats, state.extras)
-        return predict_split(self._predict, variables, split, self.mesh, self.config.batch.eval, keys)
+        return predict_split(
+            self._predictors["eval"], self.eval_variables(state), split, self.mesh, self.config.batch.eval, keys
+        )
 
     def evaluate(self, state: TrainState) -> dict[str, float]:
-        """Top-1 on the whole test split of the prototype classifier, the online linear head, and kNN
-        on encoder features with the labeled training images as the memory bank.
-
-        Unsupervised methods get `evaluate_clustering` instead."""
-        if not self.method.SEMI_SUPERVISED:
-            return self.evaluate_clustering(state)
-        config = self.config
-        test = self.predict(state, self.test)
-        bank = self.predict(state, self.labeled, keys=("features", "labels"))
-        return {
-            "test/prototype_top1": evaluate.top1_accuracy(test["head_scores"], test["labels"]),
-            "test/linear_top1": evaluate.top1_accuracy(test["linear_logits"], test["labels"]),
-            "test/knn_top1": evaluate.knn_top1(
-                bank["features"],
-                bank["labels"],
-                test["features"],
-                test["labels"],
-                num_classes=self.train.num_classes,
-                k=min(config.eval.knn_k, self.labeled.size),
-                temperature=config.eval.knn_temperature,
-            ),
-        }
-
-    def evaluate_clustering(self, state: TrainState) -> dict[str, float]:
-        """Clustering and representation metrics of an unsupervised run (SeLa's evaluation).
-
-        `test/<m>`: each head's argmax on the test split against the true classes, for the metrics m of
-        `evaluate.clustering_report` (mean over heads, best head, per head); `train/pseudo_label_<m>`: the
-        current pseudo-labels (`extras['labels'] [T, N]`) against the true train classes. kNN and linear
-        probe on frozen encoder features use every training label: the standard unsupervised protocol.
-        """
-        config, num_classes = self.config, self.train.num_classes
-        test = self.predict(state, self.test)
-        bank = self.predict(state, self.train, keys=("features", "labels"))
-        test_clusters = np.argmax(test["head_scores"], axis=-1).T  # [T, M]
-        report = {
-            f"test/{k}": v for k, v in evaluate.clustering_report(test_clusters, test["labels"]).items()
-        }
-        pseudo_labels = np.asarray(jax.device_get(state.extras["labels"]))
-        report.update(
-            {
-                f"train/pseudo_label_{k}": v
-                for k, v in evaluate.clustering_report(pseudo_labels, bank["labels"]).items()
-                if "_head" not in k
-            }
-        )
-        report["test/knn_top1"] = evaluate.knn_top1(
-            bank["features"],
-            bank["labels"],
-            test["features"],
-            test["labels"],
-            num_classes=num_classes,
-            k=config.eval.knn_k,
-            temperature=config.eval.knn_temperature,
-        )
-        report["test/linear_probe_top1"] = evaluate.linear_probe_top1(
-            bank["features"], bank["labels"], test["features"], test["labels"], num_classes=num_classes
-        )
+        """The metrics of the evaluations the method names (`selax.evaluate.EVALUATIONS`)."""
+        predictions = _RunPredictions(self, state)
+        report = {}
+        for name in self.method.evaluations:
+            report.update(
+                evaluate.EVALUATIONS[name](predictions, self.config.eval.knn_k, self.config.eval.knn_temperature)
+            )
         return report
 
 
@@ -561,10 +471,12 @@ def _check_finite(state: TrainState, step: int, checkpointer: Checkpointer) -> N
     bad = int(jax.device_get(state.nonfinite_steps))
     if bad:
         checkpointer.close()
+        kept = checkpointer.latest_step
+        kept = "no checkpoint was written yet" if kept is None else f"the last good checkpoint (step {kept}) is kept"
         raise FloatingPointError(
             f"The loss was NaN or inf at {bad} step(s) up to step {step}; training stopped. Those steps were"
-            f" not applied and the last good checkpoint (step {checkpointer.latest_step}) is kept. Lower"
-            " config.optimizer.base_lr, raise warmup_steps or check the input data, then rerun."
+            f" not applied and {kept}. Lower config.optimizer.base_lr, raise warmup_steps or check the input"
+            " data, then rerun."
         )
 
 

@@ -16,6 +16,8 @@ os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
+from selax.methods.base import StepInputs  # noqa: E402  (after the device count is set)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def tfds_data_dir(tmp_path_factory) -> str:
@@ -28,3 +30,8 @@ def tfds_data_dir(tmp_path_factory) -> str:
         del os.environ["TFDS_DATA_DIR"]
     else:
         os.environ["TFDS_DATA_DIR"] = previous
+
+
+def loss_of(method_module, hp, apply_fn, params, batch_stats, extras, views, labels, step, rng):
+    """`method_module.loss_fn` called on the `StepInputs` of these values."""
+    return method_module.loss_fn(hp, params, StepInputs(apply_fn, batch_stats, extras, views, labels, step, rng))

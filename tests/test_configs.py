@@ -13,9 +13,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "configs", "*.py")))
 # Arguments a config needs besides `smoke`.
 ARGS = {"cifar100": "2500,"}
+SELF_SUPERVISED = ("test/knn_top1", "test/linear_probe_top1", "test/nmi", "test/cluster_accuracy")
 EXPECTED_METRICS = {
     "suave": ("test/prototype_top1", "test/linear_top1", "test/knn_top1"),
     "daino": ("test/prototype_top1", "test/linear_top1", "test/knn_top1"),
+    "swav": SELF_SUPERVISED,
+    "dino": SELF_SUPERVISED,
     "sela": (
         "test/nmi",
         "test/adjusted_nmi",
@@ -38,20 +41,83 @@ def load_config(name: str, arg: str | None):
 
 
 def test_every_config_is_covered():
-    assert {"default", "cifar100", "imagenet_10pct", "imagenet_1pct", "daino_default", "sela_default"} <= set(
-        CONFIGS
-    )
+    assert {
+        "default",
+        "cifar100",
+        "imagenet_10pct",
+        "imagenet_1pct",
+        "daino_default",
+        "sela_default",
+        "swav_default",
+        "dino_default",
+    } <= set(CONFIGS)
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory):
+    """`run(name) -> (config, workdir, final metrics)` of the `:smoke` variant of config `name`, trained once."""
+    runs = {}
+
+    def run(name):
+        if name not in runs:
+            config = load_config(name, ARGS.get(name, "") + "smoke")
+            workdir = tmp_path_factory.mktemp(f"smoke_{name}")
+            runs[name] = (config, workdir, train.run(config, str(workdir)))
+        return runs[name]
+
+    return run
 
 
 @pytest.mark.parametrize("name", [c for c in CONFIGS if c != "default"])  # default: tests/test_train.py
-def test_smoke_variant_trains_end_to_end(tmp_path, name):
-    config = load_config(name, ARGS.get(name, "") + "smoke")
-    final = train.run(config, str(tmp_path))
-    with open(tmp_path / "metrics.json") as f:
+def test_smoke_variant_trains_end_to_end(smoke_runs, name):
+    config, workdir, final = smoke_runs(name)
+    with open(workdir / "metrics.json") as f:
         assert json.load(f) == pytest.approx(final)
     assert final["train/steps"] == config.num_steps
     for key in EXPECTED_METRICS[config.method]:
         assert 0.0 <= final[key] <= 1.0, (key, final[key])
+
+
+@pytest.mark.parametrize("name, pretraining", [("default", "swav_default"), ("daino_default", "dino_default")])
+def test_semi_supervised_runs_start_from_a_self_supervised_pretraining_workdir(smoke_runs, name, pretraining):
+    """The pipeline SwAV -> Suave and DINO -> Daino: the encoder (and projector) come from the pre-training
+    run's last checkpoint, the head of another shape starts fresh, and Daino's teacher is the loaded network."""
+    import jax
+    import numpy as np
+    import orbax.checkpoint as ocp
+
+    from selax import sharding
+
+    _, workdir, _ = smoke_runs(pretraining)
+    saved = ocp.StandardCheckpointer().restore(str(workdir / "checkpoints" / "6" / "state"))
+    config = load_config(name, "smoke")
+    mesh = sharding.data_mesh(jax.devices()[:1])
+    fresh = train.Experiment(config, mesh).init_state()
+    config.model.init_checkpoint = str(workdir)
+    state = train.Experiment(config, mesh).init_state()
+    for module in ("encoder", "projector"):
+        if module in fresh.params:
+            same = jax.tree_util.tree_map(np.array_equal, state.params[module], saved["params"][module])
+            assert all(jax.tree_util.tree_leaves(same)), module
+    shapes = [jax.tree_util.tree_map(np.shape, params["head"]) for params in (saved["params"], fresh.params)]
+    assert shapes[0] != shapes[1]  # The pre-training head is free of classes.
+    same_head = jax.tree_util.tree_map(np.array_equal, state.params["head"], fresh.params["head"])
+    assert all(jax.tree_util.tree_leaves(same_head))  # Another method's head: not loaded.
+    if "teacher_params" in state.extras:
+        same = jax.tree_util.tree_map(np.array_equal, state.extras["teacher_params"], state.params)
+        assert all(jax.tree_util.tree_leaves(same))
+
+
+def test_config_arguments_are_typed_and_unknown_ones_refused():
+    with pytest.raises(ValueError, match="Unknown config argument 'smok'; this config accepts: smoke"):
+        load_config("default", "smok")
+    with pytest.raises(ValueError, match="this config accepts: devices=8, smoke"):
+        load_config("imagenet_10pct", "devics=16")
+    with pytest.raises(ValueError, match="devices takes a int"):
+        load_config("imagenet_10pct", "devices=many")
+    assert load_config("imagenet_10pct", "smoke,devices=16").num_steps == load_config("default", "smoke").num_steps
+    for name in CONFIGS:
+        assert load_config(name, ARGS.get(name, "") + "smoke").dataset.name == "digits"
 
 
 def test_cifar100_takes_a_label_count():

@@ -13,7 +13,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from tensorflow_datasets.core import registered
 
-from selax.data import datasets, pipeline
+from selax.data import datasets
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +226,7 @@ def test_encoded_source_decodes_to_squares_on_the_host(tmp_path):
     _prepare_fake_cifar100(tmp_path)
     source = datasets.data_source("cifar100", "train", str(tmp_path), encoded_images=True)
     assert isinstance(source[0]["image"], bytes)
-    batch = pipeline.gather_encoded(source, np.array([2, 0]), image_size=16)
+    batch = datasets.gather_encoded(source, np.array([2, 0]), image_size=16)
     assert batch["images"].shape == (2, 16, 16, 3) and batch["images"].dtype == np.uint8
     levels = {int(record["label"]) // 3 * 10 for record in source.__getitems__([2, 0])}
     assert {int(v) for v in batch["images"][:, 8, 8, 0]} == levels

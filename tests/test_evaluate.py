@@ -14,14 +14,10 @@ from selax import evaluate
 # top1_accuracy
 
 
-def test_top1_accuracy_matches_numpy_with_mask():
+def test_top1_accuracy_matches_numpy():
     rng = np.random.default_rng(0)
     scores = rng.normal(size=(50, 7)).astype(np.float32)
     labels = rng.integers(0, 7, 50)
-    mask = rng.random(50) < 0.6
-    labels_with_padding = np.where(mask, labels, 99)  # Padded rows may hold anything.
-    expected = np.mean(np.argmax(scores, 1)[mask] == labels[mask])
-    assert evaluate.top1_accuracy(scores, labels_with_padding, mask) == pytest.approx(expected)
     assert evaluate.top1_accuracy(scores, labels) == pytest.approx(np.mean(np.argmax(scores, 1) == labels))
 
 
@@ -78,35 +74,13 @@ def test_knn_predict_matches_float64_reference(batch_size, k, temperature):
     assert_same_unambiguous_predictions(predictions, expected, margins)
 
 
-def test_knn_top1_with_masks_matches_reference_on_valid_rows():
+def test_knn_top1_matches_reference():
     train, train_labels, test, test_labels = random_knn_problem(seed=1)
-    rng = np.random.default_rng(2)
-    train_mask = rng.random(len(train)) < 0.7
-    test_mask = rng.random(len(test)) < 0.7
-    # Padded training rows must never be neighbours: give them copies of test rows (the nearest possible features)
-    # with wrong labels, some out of range.
-    decoys = np.resize(np.arange(len(test)), len(train))
-    padded_train = np.where(train_mask[:, None], train, test[decoys])
-    padded_train_labels = np.where(
-        train_mask, train_labels, np.where(decoys % 2 == 0, (test_labels[decoys] + 1) % 5, -1)
-    )
-    padded_test_labels = np.where(test_mask, test_labels, 1000)
-    expected, margins = reference_knn_predict(train[train_mask], train_labels[train_mask], test, 5, 20, 0.07)
-    predictions = evaluate.knn_predict(
-        padded_train, padded_train_labels, test, num_classes=5, train_mask=train_mask, batch_size=8
-    )
+    expected, margins = reference_knn_predict(train, train_labels, test, 5, 20, 0.07)
+    predictions = evaluate.knn_predict(train, train_labels, test, num_classes=5, batch_size=8)
     assert_same_unambiguous_predictions(predictions, expected, margins)
-    top1 = evaluate.knn_top1(
-        padded_train,
-        padded_train_labels,
-        test,
-        padded_test_labels,
-        num_classes=5,
-        train_mask=train_mask,
-        test_mask=test_mask,
-        batch_size=8,
-    )
-    assert top1 == pytest.approx(np.mean(np.asarray(predictions)[test_mask] == test_labels[test_mask]))
+    top1 = evaluate.knn_top1(train, train_labels, test, test_labels, num_classes=5, batch_size=8)
+    assert top1 == pytest.approx(np.mean(np.asarray(predictions) == test_labels))
     assert top1 > 0.5  # Well above chance (0.2) on clustered data.
 
 
@@ -171,21 +145,13 @@ def test_linear_probe_is_deterministic_given_seed():
     assert not np.array_equal(first.weights, other.weights)
 
 
-def test_linear_probe_ignores_masked_training_rows():
+def test_linear_probe_logits_have_one_column_per_class():
     rng = np.random.default_rng(2)
     features = rng.normal(size=(40, 6)).astype(np.float32)
-    labels = rng.integers(0, 3, 40)
-    padded_features = np.concatenate([features, np.full((8, 6), 1e4, np.float32)])
-    padded_labels = np.concatenate([labels, np.full(8, -1)])
-    mask = np.arange(48) < 40
-    probe = evaluate.train_linear_probe(features, labels, num_classes=3, steps=50)
-    padded_probe = evaluate.train_linear_probe(
-        padded_features, padded_labels, num_classes=3, steps=50, train_mask=mask
-    )
-    for a, b in zip(probe, padded_probe):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    probe = evaluate.train_linear_probe(features, rng.integers(0, 3, 40), num_classes=3, steps=50)
     logits = evaluate.linear_probe_logits(probe, features)
     assert logits.shape == (40, 3)
+    np.testing.assert_allclose(logits, ((features - probe.feature_mean) / probe.feature_scale) @ probe.weights + probe.bias, rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -325,10 +291,10 @@ def test_mismatched_shapes_raise():
         evaluate.knn_top1(features, labels, features[:, :2], labels, num_classes=2)
     with pytest.raises(ValueError, match="dimension 2 but train_features have 3"):
         evaluate.linear_probe_top1(features, labels, features[:, :2], labels, num_classes=2)
-    with pytest.raises(ValueError, match="test_mask has 3 rows"):
-        evaluate.knn_top1(features, labels, features, labels, num_classes=2, test_mask=np.ones(3, bool))
-    with pytest.raises(ValueError, match="selects no rows"):
-        evaluate.top1_accuracy(np.zeros((4, 2)), labels, np.zeros(4, bool))
+    with pytest.raises(ValueError, match="test_labels has 3 rows"):
+        evaluate.knn_top1(features, labels, features, labels[:3], num_classes=2)
+    with pytest.raises(ValueError, match="labels has 3 rows"):
+        evaluate.top1_accuracy(np.zeros((4, 2)), labels[:3])
     with pytest.raises(ValueError, match="scores must have 2"):
         evaluate.top1_accuracy(np.zeros(4), labels)
     with pytest.raises(ValueError, match="temperature"):

@@ -7,12 +7,14 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from selax import sharding, train
-from selax.methods import daino, sela, suave
+from selax.methods import daino, dino, sela, suave, swav
+from selax.methods.base import RunInfo
+
+from conftest import loss_of
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -61,7 +63,7 @@ def test_teacher_temperature_warms_up_linearly_then_stays():
     hp = daino_hp()
     for step in (0, 10, 20, 39, 40, 41, 99):
         expected = 0.04 + min(step / 40, 1.0) * (0.07 - 0.04)
-        assert float(daino.teacher_temperature(hp, jnp.asarray(step))) == pytest.approx(expected, rel=1e-6)
+        assert float(dino.teacher_temperature(hp, jnp.asarray(step))) == pytest.approx(expected, rel=1e-6)
 
 
 def test_teacher_ema_follows_the_cosine_momentum_schedule():
@@ -75,7 +77,7 @@ def test_teacher_ema_follows_the_cosine_momentum_schedule():
     extras = dict(teacher_params=teacher, teacher_batch_stats={}, center=jnp.zeros(5))
     for step in (0, 25, 50, 100):
         momentum = 1.0 - (1.0 - 0.990) * 0.5 * (1.0 + np.cos(np.pi * step / 100))
-        params, new_extras = daino.after_update(hp, student, extras, jnp.asarray(step))
+        params, new_extras = dino.after_update(hp, student, extras, jnp.asarray(step))
         assert params == student  # No DINO head in these params: nothing to normalize.
         for t, s, new in zip(
             jax.tree_util.tree_leaves(teacher),
@@ -83,14 +85,14 @@ def test_teacher_ema_follows_the_cosine_momentum_schedule():
             jax.tree_util.tree_leaves(new_extras["teacher_params"]),
         ):
             np.testing.assert_allclose(new, momentum * t.astype(np.float64) + (1 - momentum) * s, rtol=1e-6)
-    assert daino.after_update(hp, student, None, jnp.asarray(0)) == (student, None)
+    assert dino.after_update(hp, student, None, jnp.asarray(0)) == (student, None)
 
 
 def test_last_layer_directions_become_unit_columns_and_the_head_output_is_unchanged():
-    head = daino.build_head(daino_hp(head_hidden_dim=8, head_bottleneck_dim=4))
+    head = dino.build_head(daino_hp(head_hidden_dim=8, head_bottleneck_dim=4))
     features = jax.random.normal(jax.random.PRNGKey(0), (3, 6))
     params = head.init(jax.random.PRNGKey(1), features)["params"]
-    normalized = daino.normalize_last_layer(params)
+    normalized = dino.normalize_last_layer(params)
     np.testing.assert_allclose(np.linalg.norm(normalized["last_layer_direction"], axis=0), 1.0, rtol=1e-5)
     np.testing.assert_allclose(
         head.apply({"params": normalized}, features),
@@ -106,7 +108,7 @@ def test_center_is_an_ema_of_the_mean_teacher_output():
     logits = rng.normal(size=(2, 8, 6))
     expected = 0.9 * center + 0.1 * logits.reshape(-1, 6).mean(axis=0)
     np.testing.assert_allclose(
-        daino.updated_center(jnp.asarray(center), jnp.asarray(logits), 0.9), expected, rtol=1e-5, atol=1e-6
+        dino.updated_center(jnp.asarray(center), jnp.asarray(logits), 0.9), expected, rtol=1e-5, atol=1e-6
     )
 
 
@@ -131,7 +133,7 @@ def test_daino_loss_matches_a_numpy_reference():
     labels = rng.integers(0, num_classes, size=bl).astype(np.int32)
     views = dict(labeled=labeled, unlabeled=[*globals_, local])
     step = 5
-    loss, (stats, new_extras, metrics) = daino.loss_fn(
+    loss, (stats, new_extras, metrics) = loss_of(daino, 
         hp, fake_apply, student, {"count": jnp.asarray(0)}, extras, views, labels, jnp.asarray(step), KEY
     )
 
@@ -161,7 +163,7 @@ def test_daino_loss_matches_a_numpy_reference():
 
 def test_daino_evaluates_the_teacher():
     extras = dict(teacher_params={"w": 1}, teacher_batch_stats={"s": 2}, center=None)
-    assert daino.eval_variables({"w": 0}, {"s": 0}, extras) == {"params": {"w": 1}, "batch_stats": {"s": 2}}
+    assert dino.eval_variables({"w": 0}, {"s": 0}, extras) == {"params": {"w": 1}, "batch_stats": {"s": 2}}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -223,7 +225,7 @@ def test_label_update_is_the_argmax_of_a_numpy_sinkhorn():
     prototypes = rng.normal(size=(3, 5, 4)).astype(np.float32)  # [T, E, K]
     prototypes[:, :, 0] += 0.8 * embeddings.mean(0)  # Uneven: the plain argmax would crowd cluster 0.
     params = {"head": {"prototypes": prototypes}}
-    labels = np.asarray(sela.update_extras(hp, None, embeddings, params)["labels"])
+    labels = np.asarray(sela.update_extras(hp, None, params, 1, lambda view, key: embeddings)["labels"])
     assert labels.shape == (3, 60) and labels.dtype == np.int32
     for t in range(3):
         scores = embeddings.astype(np.float64) @ prototypes[t].astype(np.float64)
@@ -263,9 +265,9 @@ def test_label_update_with_a_class_prior_is_the_argmax_of_a_numpy_sinkhorn_with_
     embeddings = rng.normal(size=(200, 6)).astype(np.float32)  # [N, E]
     params = {"head": {"prototypes": rng.normal(size=(2, 6, 4)).astype(np.float32)}}  # [T, E, K]
     labels = np.asarray(
-        sela.update_extras(sela_hp(**fields, cluster_marginals=prior), None, embeddings, params)["labels"]
+        sela.update_extras(sela_hp(**fields, cluster_marginals=prior), None, params, 1, lambda view, key: embeddings)["labels"]
     )
-    balanced = np.asarray(sela.update_extras(sela_hp(**fields), None, embeddings, params)["labels"])
+    balanced = np.asarray(sela.update_extras(sela_hp(**fields), None, params, 1, lambda view, key: embeddings)["labels"])
     for t in range(2):
         scores = embeddings.astype(np.float64) @ params["head"]["prototypes"][t].astype(np.float64)
         expected = numpy_sinkhorn_labels(log_softmax64(scores), fields["lam"], cluster_marginals=prior)
@@ -299,7 +301,7 @@ def test_overclustering_heads_get_balanced_then_equipartitioned_labels_of_their_
     aux_prototypes = rng.normal(size=(2, 5, 6)).astype(np.float32)
     aux_prototypes[:, :, 0] += 0.8 * embeddings.mean(0)  # Uneven: the plain argmax would crowd cluster 0.
     params = {"head": {"prototypes": prototypes, "aux_prototypes": aux_prototypes}}
-    updated = sela.update_extras(hp, extras, embeddings, params)
+    updated = sela.update_extras(hp, extras, params, 1, lambda view, key: embeddings)
     for t in range(3):
         scores = embeddings.astype(np.float64) @ prototypes[t]
         expected = numpy_sinkhorn_labels(log_softmax64(scores), hp.lam, cluster_marginals=prior)
@@ -331,14 +333,29 @@ def test_clustering_heads_sow_the_overclustering_scores_and_normalize_both_proto
     for leaf in jax.tree.leaves(normalize_prototypes(stretched)):
         np.testing.assert_allclose(np.linalg.norm(np.asarray(leaf, np.float64), axis=-2), 1.0, atol=1e-6)
     with pytest.raises(ValueError, match="aux_num_clusters"):
-        sela.hparams_from_config(
-            config_with("sela", num_heads=1, num_label_updates=2, aux_num_heads=2), 10, 50
-        )
+        hparams_of(sela, "sela", num_heads=1, num_label_updates=2, aux_num_heads=2)
 
 
-def config_with(section: str, **fields):
-    """A minimal config for `hparams_from_config`: `config.<section>` holds `fields`."""
-    return ml_collections.ConfigDict({"seed": 0, "num_steps": 100, "supervised_only": False, section: fields})
+def hparams_of(method, section: str, num_classes: int = 10, num_examples: int = 50, **fields):
+    """`method`'s resolved hyper-parameters from a config section holding `fields`, in a 100-step run."""
+    return method.METHOD.hparams_from_config(section, fields, RunInfo(num_classes, num_examples, 100, 0))
+
+
+def sela_hparams_of(config):
+    """SeLa's hyper-parameters as a run of `config` on the digits' 1,257 train images resolves them."""
+    return sela.METHOD.hparams_from_config("sela", config.sela, RunInfo(10, 1257, config.num_steps, config.seed))
+
+
+def label_step_embeddings(experiment, state, step):
+    """The train embeddings that SeLa's label update before `step` reads (captured from its `embed` call)."""
+    seen = []
+
+    def embed(view, key):
+        seen.append(experiment.train_embeddings(state, view, key))
+        return seen[-1]
+
+    experiment.method.update_extras(experiment.hp, state.extras, experiment.eval_variables(state)["params"], step, embed)
+    return seen[0]
 
 
 @pytest.mark.parametrize(
@@ -349,18 +366,15 @@ def config_with(section: str, **fields):
     ],
 )
 def test_bad_class_priors_name_the_config_field(method, section, field, extra):
-    good = method.hparams_from_config(config_with(section, **extra, **{field: (2, 1, 1)}), 10, 50)
+    good = hparams_of(method, section, **extra, **{field: (2, 1, 1)})
     assert getattr(good, field) == (2.0, 1.0, 1.0)
-    assert (
-        getattr(method.hparams_from_config(config_with(section, **extra, **{field: None}), 10, 50), field)
-        is None
-    )
+    assert getattr(hparams_of(method, section, **extra, **{field: None}), field) is None
     for bad, message in (
         ((0.5, 0.5), "has 2 entries but there are 3"),
         ((1.0, 0.0, 1.0), "strictly positive"),
     ):
         with pytest.raises(ValueError, match=rf"config\.{section}\.{field}.*{message}|{message}"):
-            method.hparams_from_config(config_with(section, **extra, **{field: bad}), 10, 50)
+            hparams_of(method, section, **extra, **{field: bad})
 
 
 def numpy_swav_assignments(
@@ -386,11 +400,11 @@ def test_suave_targets_follow_the_prototype_prior():
     embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
     prototypes /= np.linalg.norm(prototypes, axis=0, keepdims=True)
     scores = (embeddings @ prototypes).astype(np.float32)
-    targets = np.asarray(suave.assignments(hp, jnp.asarray(scores), None, jnp.array(False)))
+    targets = np.asarray(swav.assignments(hp, jnp.asarray(scores), None, jnp.array(False)))
     expected = numpy_swav_assignments(scores.astype(np.float64), hp.sinkhorn_epsilon, 3, prior)
     np.testing.assert_allclose(targets, expected, atol=2e-5)
     # Iterated to convergence, the mass each prototype receives is the prior's.
-    converged = suave.assignments(
+    converged = swav.assignments(
         suave.HParams(num_prototypes=4, prototype_marginals=prior, sinkhorn_iters=300),
         jnp.asarray(scores),
         None,
@@ -410,7 +424,7 @@ def test_sela_loss_is_the_mean_cross_entropy_of_the_pseudo_labels():
     positions = np.array([3, 17, 0, 9, 9], np.int32)
     crops = [rng.normal(size=(5, 2, 2, 2)).astype(np.float32) for _ in range(2)]
     views = dict(unlabeled=crops, unlabeled_positions=positions)
-    loss, (stats, extras, _) = sela.loss_fn(
+    loss, (stats, extras, _) = loss_of(sela, 
         hp,
         fake_apply,
         params,
@@ -448,7 +462,7 @@ def test_sela_loss_weights_overclustering_heads_like_the_evaluated_ones():
     positions = np.array([1, 4, 4, 19], np.int32)
     crops = [rng.normal(size=(4, 2, 2, 2)).astype(np.float32) for _ in range(2)]
     views = dict(unlabeled=crops, unlabeled_positions=positions)
-    loss, (_, _, metrics) = sela.loss_fn(
+    loss, (_, _, metrics) = loss_of(sela, 
         hp, fake_apply, params, {"count": jnp.asarray(0)}, extras, views, None, jnp.asarray(0), KEY
     )
     rows = [
@@ -468,7 +482,7 @@ def test_sela_refuses_views_of_several_resolutions():
         unlabeled=[jnp.zeros((2, 4, 4, 1)), jnp.zeros((2, 2, 2, 1))], unlabeled_positions=jnp.zeros(2, int)
     )
     with pytest.raises(ValueError, match="num_local=0"):
-        sela.loss_fn(sela_hp(), fake_apply, {}, {}, {}, views, None, jnp.asarray(0), KEY)
+        loss_of(sela, sela_hp(), fake_apply, {}, {}, {}, views, None, jnp.asarray(0), KEY)
 
 
 def test_semi_supervised_methods_refuse_an_empty_labeled_stream(tmp_path):
@@ -502,7 +516,7 @@ def test_sela_run_resumed_at_a_label_update_ends_as_an_uninterrupted_one(tmp_pat
     config = importlib.import_module("configs.sela_default").get_config("smoke")
     config.checkpoint.update(every_steps=2, keep=5)
     config.eval_every_steps = 0
-    update_steps = sela.extras_update_steps(sela.hparams_from_config(config, 10, 1257))
+    update_steps = sela.update_steps(sela_hparams_of(config))
     resume_step = 2
     assert resume_step in update_steps and max(update_steps) < config.num_steps
 
@@ -522,7 +536,7 @@ def test_sela_run_resumed_at_a_label_update_ends_as_an_uninterrupted_one(tmp_pat
         name: ocp.StandardCheckpointer().restore(str(tmp_path / name / "checkpoints" / "6" / "state"))
         for name in finals
     }
-    initial = np.asarray(sela.init_extras(sela.hparams_from_config(config, 10, 1257), None, None)["labels"])
+    initial = np.asarray(sela.init_extras(sela_hparams_of(config), None, None)["labels"])
     labels = saved["resumed"]["extras"]["labels"]
     assert not np.array_equal(labels, initial)  # The labels were updated after the resume.
     np.testing.assert_array_equal(labels, saved["uninterrupted"]["extras"]["labels"])
@@ -547,16 +561,16 @@ def test_sela_label_step_sees_one_training_view_per_image_the_same_on_1_and_8_de
     for name, num_devices, views in (("1", 1, "augmented"), ("8", 8, "augmented"), ("clean", 8, "clean")):
         config.sela.label_views = views
         experiments[name] = train.Experiment(config, sharding.data_mesh(jax.devices()[:num_devices]))
-        embeddings[name] = experiments[name].label_step_embeddings(experiments[name].init_state(), step)
+        embeddings[name] = label_step_embeddings(experiments[name], experiments[name].init_state(), step)
     experiment = experiments["8"]
     state = experiment.init_state()
     np.testing.assert_allclose(embeddings["1"], embeddings["8"], rtol=1e-5, atol=1e-5)
-    assert embeddings["8"].shape == (experiment.train.size, 128)
+    assert embeddings["8"].shape == (experiment.train.size, config.model.encoder_kwargs.stage_widths[-1])
     assert not np.allclose(embeddings["8"], embeddings["clean"], atol=1e-3)
 
     # By hand: the first global training view of the last 50 images, drawn from fold_in(key, position).
-    crop_spec, _, _ = train.augment_specs(config.dataset.name, config.augment)
-    run_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), train.LABEL_VIEWS_STREAM)
+    crop_spec, _, _ = augment.specs_from_config(augment.DIGITS, config.augment)
+    run_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), sela.LABEL_VIEWS_STREAM)
     positions = np.arange(experiment.train.size - 50, experiment.train.size)
     images, _ = experiment.train.read(positions)
     views = augment.training_view_at_positions(
@@ -565,11 +579,151 @@ def test_sela_label_step_sees_one_training_view_per_image_the_same_on_1_and_8_de
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     expected = experiment.model.apply(variables, views, train=False)["embedding"]
     np.testing.assert_allclose(embeddings["8"][positions], expected, rtol=1e-4, atol=1e-5)
-    assert not np.allclose(experiment.label_step_embeddings(state, step + 1), embeddings["8"], atol=1e-3)
+    assert not np.allclose(label_step_embeddings(experiment, state, step + 1), embeddings["8"], atol=1e-3)
 
 
 def test_unknown_label_views_are_refused_naming_the_field():
     config = importlib.import_module("configs.sela_default").get_config("smoke")
     config.sela.label_views = "weak"
     with pytest.raises(ValueError, match="config.sela.label_views='weak' must be one of"):
-        sela.hparams_from_config(config, 10, 1257)
+        sela_hparams_of(config)
+
+
+# ------------------------------------------------------------------------------------------------------
+# SwAV and DINO, and Suave and Daino as them plus the labeled term
+
+
+def multi_crop_problem(seed: int, d: int = 12, k: int = 5, num_classes: int = 3, bu: int = 6, bl: int = 4):
+    """Params of `fake_apply`, two global views, a local view of another shape, labeled images, labels."""
+    rng = np.random.default_rng(seed)
+    params = dict(
+        w=rng.normal(size=(d, k)).astype(np.float32), linear=rng.normal(size=(d, num_classes)).astype(np.float32)
+    )
+    globals_ = [rng.normal(size=(bu, 2, 2, 3)).astype(np.float32) for _ in range(2)]
+    local = rng.normal(size=(bu, 4, 1, 3)).astype(np.float32)
+    labeled = rng.normal(size=(bl, 2, 2, 3)).astype(np.float32)
+    labels = rng.integers(0, num_classes, size=bl).astype(np.int32)
+    return params, globals_, local, labeled, labels
+
+
+def flat64(x):
+    return x.reshape(x.shape[0], -1).astype(np.float64)
+
+
+def test_swav_loss_matches_a_numpy_reference():
+    """Sinkhorn targets of each global view's scores supervise every other view at temperature 0.1."""
+    params, globals_, local, _, _ = multi_crop_problem(seed=11)
+    hp = swav.HParams(num_prototypes=5)
+    views = dict(unlabeled=[*globals_, local])
+    loss, (stats, extras, metrics) = loss_of(
+        swav, hp, fake_apply, params, {"count": jnp.asarray(0)}, {}, views, None, jnp.asarray(0), KEY
+    )
+    scores = [flat64(v) @ params["w"] for v in [*globals_, local]]
+    targets = [numpy_swav_assignments(scores[i], 0.05, 3, np.ones(5)) for i in range(2)]
+    rows = [
+        -(targets[i] * log_softmax64(scores[j] / 0.1)).sum(-1) for i in range(2) for j in range(3) if j != i
+    ]
+    assert float(loss) == pytest.approx(np.concatenate(rows).mean(), rel=1e-4)
+    assert float(metrics["unlabeled_loss"]) == pytest.approx(float(loss))
+    assert int(stats["count"]) == 2 and extras == {}  # One forward per resolution; no queue.
+
+
+def test_suave_is_swav_plus_the_labeled_term():
+    params, globals_, local, labeled, labels = multi_crop_problem(seed=12)
+    views = dict(unlabeled=[*globals_, local], labeled=labeled)
+    unlabeled, _ = loss_of(
+        swav, swav.HParams(num_prototypes=5), fake_apply, params, {"count": jnp.asarray(0)}, {}, views, None,
+        jnp.asarray(0), KEY,
+    )
+    hp = suave.HParams(num_prototypes=5, labeled_weight=0.3)
+    loss, (stats, _, metrics) = loss_of(
+        suave, hp, fake_apply, params, {"count": jnp.asarray(0)}, {}, views, labels, jnp.asarray(0), KEY
+    )
+    smoothed = 0.99 * np.eye(5)[labels] + 0.01 / 5
+    labeled_rows = -(smoothed * log_softmax64(flat64(labeled) @ params["w"] / 0.1)).sum(-1)
+    linear = -log_softmax64(flat64(labeled) @ params["linear"])[np.arange(len(labels)), labels].mean()
+    expected = 0.3 * labeled_rows.mean() + 0.7 * float(unlabeled)
+    assert float(metrics["clustering_loss"]) == pytest.approx(expected, rel=1e-4)
+    assert float(loss) == pytest.approx(expected + linear, rel=1e-4)
+    assert int(stats["count"]) == 2  # Labeled and global views share one forward.
+
+
+def dino_problem(seed: int):
+    params, globals_, local, labeled, labels = multi_crop_problem(seed)
+    rng = np.random.default_rng(seed + 100)
+    teacher = dict(w=rng.normal(size=params["w"].shape).astype(np.float32), linear=params["linear"])
+    center = rng.normal(size=(params["w"].shape[1],)).astype(np.float32)
+    extras = dict(teacher_params=teacher, teacher_batch_stats={"count": jnp.asarray(10)}, center=jnp.asarray(center))
+    return params, globals_, local, labeled, labels, teacher, center, extras
+
+
+def test_dino_loss_matches_a_numpy_reference():
+    """Centred, sharpened teacher targets on the global views supervise every other student view."""
+    params, globals_, local, _, _, teacher, center, extras = dino_problem(seed=13)
+    hp = dino.HParams(num_outputs=5, num_steps=100, teacher_temperature_warmup_steps=10)
+    views = dict(unlabeled=[*globals_, local])
+    loss, (stats, new_extras, _) = loss_of(
+        dino, hp, fake_apply, params, {"count": jnp.asarray(0)}, extras, views, None, jnp.asarray(5), KEY
+    )
+    temperature = 0.04 + 0.5 * 0.03
+    teacher_logits = [flat64(g) @ teacher["w"] for g in globals_]
+    targets = [softmax64((t - center) / temperature) for t in teacher_logits]
+    student = [flat64(v) @ params["w"] / 0.1 for v in [*globals_, local]]
+    rows = [-(targets[i] * log_softmax64(student[j])).sum(-1) for i in range(2) for j in range(3) if j != i]
+    assert float(loss) == pytest.approx(np.concatenate(rows).mean(), rel=1e-4)
+    np.testing.assert_allclose(
+        new_extras["center"], 0.9 * center + 0.1 * np.concatenate(teacher_logits).mean(0), rtol=1e-4, atol=1e-5
+    )
+    assert int(stats["count"]) == 2 and int(new_extras["teacher_batch_stats"]["count"]) == 11
+
+
+def test_daino_is_dino_plus_the_labeled_term():
+    params, globals_, local, labeled, labels, _, _, extras = dino_problem(seed=14)
+    views = dict(unlabeled=[*globals_, local], labeled=labeled)
+    fields = dict(num_outputs=5, num_steps=100, teacher_temperature_warmup_steps=10)
+    unlabeled, _ = loss_of(
+        dino, dino.HParams(**fields), fake_apply, params, {"count": jnp.asarray(0)}, extras, views, None,
+        jnp.asarray(5), KEY,
+    )
+    _, (_, _, metrics) = loss_of(
+        daino, daino.HParams(**fields, labeled_weight=0.4), fake_apply, params, {"count": jnp.asarray(0)},
+        extras, views, labels, jnp.asarray(5), KEY,
+    )
+    smoothed = 0.99 * np.eye(5)[labels] + 0.01 / 5
+    labeled_rows = -(smoothed * log_softmax64(flat64(labeled) @ params["w"] / 0.1)).sum(-1)
+    expected = 0.4 * labeled_rows.mean() + 0.6 * float(unlabeled)
+    assert float(metrics["clustering_loss"]) == pytest.approx(expected, rel=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The contract and the registry
+
+
+def test_every_method_module_is_registered_and_names_known_evaluations():
+    from selax import evaluate
+    from selax.methods import get_method, method_names
+
+    assert method_names() == ("daino", "dino", "sela", "suave", "swav")
+    for name in method_names():
+        method = get_method(name)
+        assert method.evaluations and set(method.evaluations) <= set(evaluate.EVALUATIONS)
+        assert method.uses_labels == (name in ("suave", "daino"))
+    with pytest.raises(ValueError, match=r"config.method='swa' is not one of \['daino', 'dino', 'sela', 'suave', 'swav'\]"):
+        get_method("swa")
+
+
+def test_method_config_sections_hold_the_hparams_defaults_and_refuse_unknown_fields():
+    from selax.config_fields import method_fields
+    from selax.methods import get_method, method_names
+
+    for name in method_names():
+        hparams = get_method(name).hparams
+        section = method_fields(name)
+        defaults = hparams()
+        for field, value in section.items():
+            assert getattr(defaults, field) == (tuple(value) if isinstance(value, list) else value), (name, field)
+        assert "num_steps" not in section and "num_examples" not in section  # Derived from the run.
+    assert hparams_of(suave, "suave").num_prototypes == 10  # One per class unless configured.
+    assert hparams_of(swav, "swav").num_prototypes == 3000  # Free of classes.
+    with pytest.raises(ValueError, match=r"config.swav has no field\(s\) \['num_protoypes'\]"):
+        hparams_of(swav, "swav", num_protoypes=30)

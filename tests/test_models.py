@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from selax.models import ENCODERS, FEATURE_DIMS, build_encoder, small_cnn
+from selax.models import ENCODERS, build_encoder, small_cnn
 from selax.models.heads import PrototypeHead, apply_per_resolution, normalize_prototypes
 from selax.models.patch_conv import LAYOUT, patch_matmul_conv
 from selax.models.resnet import BasicBlock, Bottleneck, ResNet
@@ -101,7 +101,7 @@ def test_feature_shapes_and_bf16_dtypes(name, sizes):
             features, state = jax.eval_shape(
                 lambda v, x: module.apply(v, x, mutable=["intermediates"]), variables, images
             )
-            assert features.shape == (2, FEATURE_DIMS[name]) and features.dtype == jnp.float32
+            assert features.shape == (2, ENCODERS[name].feature_dim) and features.dtype == jnp.float32
             assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
             assert {leaf.dtype for leaf in jax.tree.leaves(state["intermediates"])} == {jnp.dtype(dtype)}
             assert len(state["intermediates"]) >= 3
@@ -114,7 +114,14 @@ def test_registry_rejects_unknown_names_and_forwards_fields():
         build_encoder("resnet18_cifar", remat=True).cifar_stem
         and build_encoder("resnet18_cifar", remat=True).remat
     )
-    assert set(ENCODERS) == set(FEATURE_DIMS)
+
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_smoke_members_of_each_family_run_on_8x8_images(name):
+    module = build_encoder(name, **ENCODERS[name].smoke_kwargs)
+    variables = abstract_variables(module, (2, 8, 8, 1))
+    features = jax.eval_shape(lambda v, x: module.apply(v, x), variables, jax.ShapeDtypeStruct((2, 8, 8, 1), jnp.float32))
+    assert features.shape[0] == 2 and features.ndim == 2
+    assert type(module) is type(build_encoder(name))
 
 
 def test_bad_shapes_raise_value_errors():

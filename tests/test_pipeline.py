@@ -97,7 +97,7 @@ def test_global_batch_shards_local_batch_over_data_axis():
         num_classes=3,
     )
     positions = pipeline.IndexStream(np.arange(20), 16, seed=1).local_batch(0)
-    local = pipeline.gather(split, positions)
+    local = {"images": split.images[positions], "ids": split.ids[positions]}
     batch = pipeline.global_batch(mesh, local)
     assert batch["images"].shape == (16, 2, 2, 1) and batch["ids"].shape == (16,)
     assert batch["images"].sharding.spec == P("data")

@@ -169,7 +169,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, uninterrupted, kill_sig
 def test_nonfinite_loss_stops_with_a_message_and_keeps_good_checkpoints(tmp_path):
     config = smoke_config(**{"optimizer.base_lr": float("nan"), "optimizer.warmup_steps": 0})
     handler = signal.getsignal(signal.SIGINT)
-    with pytest.raises(FloatingPointError, match="NaN or inf.*last good checkpoint"):
+    with pytest.raises(FloatingPointError, match="NaN or inf.*no checkpoint was written yet"):
         train.run(config, str(tmp_path))
     assert not (tmp_path / "metrics.json").exists()
     assert signal.getsignal(signal.SIGINT) is handler  # Ctrl-C works again for the caller.
@@ -179,7 +179,11 @@ def test_nonfinite_loss_stops_with_a_message_and_keeps_good_checkpoints(tmp_path
     "overrides, message",
     [
         ({"dataset.name": "mnist"}, "Unknown dataset 'mnist'"),
-        ({"method": "swav"}, "config.method='swav'"),
+        ({"method": "swa"}, "config.method='swa' is not one of"),
+        ({"num_steps": -5}, "config.num_steps=-5 must be a whole number >= 1"),
+        ({"checkpoint.every_steps": 0}, "config.checkpoint.every_steps=0 must be"),
+        ({"log_every_steps": 0}, "config.log_every_steps=0 must be"),
+        ({"eval_every_steps": -1}, "config.eval_every_steps=-1 must be"),
         ({"optimizer.name": "adam"}, "config.optimizer.name='adam'"),
         (
             {"batch.unlabeled": 60},
@@ -232,7 +236,7 @@ def test_fine_tuning_starts_from_a_pretraining_workdir(uninterrupted):
     import orbax.checkpoint as ocp
 
     workdir, _ = uninterrupted
-    config = smoke_config(**{"model.init_checkpoint": str(workdir), "supervised_only": True})
+    config = smoke_config(**{"model.init_checkpoint": str(workdir), "suave.supervised_only": True})
     state = train.Experiment(config, sharding.data_mesh(jax.devices()[:1])).init_state()
     saved = ocp.StandardCheckpointer().restore(str(workdir / "checkpoints" / "12" / "state"))
     equal = jax.tree_util.tree_map(np.array_equal, jax.device_get(state.params), saved["params"])

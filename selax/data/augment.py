@@ -10,8 +10,8 @@ fixed-size squares (`selax.data.datasets.decode_square`, e.g. 256 px) so they ba
 
 Recipes: `multi_crop` (global + local views, SwAV/DINO style), `light_augment` (labeled images),
 `eval_transform` (resize + centre crop, normalize), `training_view_at_positions` (one training view per
-image, drawn from its position: SeLa's label step). `DEFAULTS` holds per-dataset specs; configs
-start from them and `dataclasses.replace` fields.
+image, drawn from its position: SeLa's label step). `imagenet`, `CIFAR100` and `DIGITS` are the
+recipes the dataset registry (`selax.data.datasets.DATASETS`) names; `config.augment` overrides them.
 
 Colour jitter applies brightness, contrast, saturation and hue in that fixed order (torchvision
 draws a random order), with factors uniform in [1 - 0.8 s, 1 + 0.8 s] and a hue shift uniform in
@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -397,7 +399,9 @@ def eval_transform(images: jax.Array, spec: EvalSpec) -> jax.Array:
     return normalize(images, spec.mean, spec.std)
 
 
-def _imagenet_defaults(num_local: int) -> DatasetAugment:
+def imagenet(num_local: int) -> DatasetAugment:
+    """DINO-style ImageNet recipe: 2 x 224 global views (blur 1.0 / blur 0.1 + solarize 0.2) and
+    `num_local` x 96 local crops; labeled images a light random resized crop; eval 256 then 224."""
     global_view = ViewSpec(224, scale=(0.14, 1.0), blur_prob=1.0)
     return DatasetAugment(
         multi_crop=MultiCropSpec(
@@ -421,41 +425,67 @@ def _imagenet_defaults(num_local: int) -> DatasetAugment:
     )
 
 
-DEFAULTS: dict[str, DatasetAugment] = {
-    # DINO-style: 2 x 224 (blur 1.0 / blur 0.1 + solarize 0.2) and 6 x 96 local crops (or 8).
-    "imagenet2012": _imagenet_defaults(num_local=6),
-    "imagenet2012_8local": _imagenet_defaults(num_local=8),
-    # CIFAR: 2 x 32 and 4 x 18, no blur at this resolution.
-    "cifar100": DatasetAugment(
-        multi_crop=MultiCropSpec(
-            global_views=(ViewSpec(32, scale=(0.14, 1.0)),) * 2,
-            local_view=ViewSpec(18, scale=(0.05, 0.14)),
-            num_local=4,
-            mean=CIFAR100_MEAN,
-            std=CIFAR100_STD,
-        ),
-        light=LightSpec(pad=4, flip_prob=0.5, mean=CIFAR100_MEAN, std=CIFAR100_STD),
-        eval=EvalSpec(resize=None, crop=None, mean=CIFAR100_MEAN, std=CIFAR100_STD),
+# CIFAR: 2 x 32 and 4 x 18, no blur at this resolution.
+CIFAR100 = DatasetAugment(
+    multi_crop=MultiCropSpec(
+        global_views=(ViewSpec(32, scale=(0.14, 1.0)),) * 2,
+        local_view=ViewSpec(18, scale=(0.05, 0.14)),
+        num_local=4,
+        mean=CIFAR100_MEAN,
+        std=CIFAR100_STD,
     ),
-    # Digits: grey 8x8, no flips (digits are not mirror-symmetric); crops act as small shifts.
-    "digits": DatasetAugment(
-        multi_crop=MultiCropSpec(
-            global_views=(ViewSpec(8, scale=(0.5, 1.0), flip_prob=0.0),) * 2,
-            local_view=ViewSpec(6, scale=(0.2, 0.5), flip_prob=0.0),
-            num_local=4,
-            mean=DIGITS_MEAN,
-            std=DIGITS_STD,
-        ),
-        light=LightSpec(pad=1, flip_prob=0.0, mean=DIGITS_MEAN, std=DIGITS_STD),
-        eval=EvalSpec(resize=None, crop=None, mean=DIGITS_MEAN, std=DIGITS_STD),
+    light=LightSpec(pad=4, flip_prob=0.5, mean=CIFAR100_MEAN, std=CIFAR100_STD),
+    eval=EvalSpec(resize=None, crop=None, mean=CIFAR100_MEAN, std=CIFAR100_STD),
+)
+
+# Digits: grey 8x8, no flips (digits are not mirror-symmetric); crops act as small shifts.
+DIGITS = DatasetAugment(
+    multi_crop=MultiCropSpec(
+        global_views=(ViewSpec(8, scale=(0.5, 1.0), flip_prob=0.0),) * 2,
+        local_view=ViewSpec(6, scale=(0.2, 0.5), flip_prob=0.0),
+        num_local=4,
+        mean=DIGITS_MEAN,
+        std=DIGITS_STD,
     ),
-}
-DEFAULTS["digits_longtail"] = DEFAULTS["digits"]
-DEFAULTS["imagenet2012_subset/1pct"] = DEFAULTS["imagenet2012_subset/10pct"] = DEFAULTS["imagenet2012"]
+    light=LightSpec(pad=1, flip_prob=0.0, mean=DIGITS_MEAN, std=DIGITS_STD),
+    eval=EvalSpec(resize=None, crop=None, mean=DIGITS_MEAN, std=DIGITS_STD),
+)
 
 
-def defaults(name: str) -> DatasetAugment:
-    """Per-dataset augmentation specs; ValueError lists the known names."""
-    if name not in DEFAULTS:
-        raise ValueError(f"No augmentation defaults for {name!r}; known: {sorted(DEFAULTS)}.")
-    return DEFAULTS[name]
+def specs_from_config(
+    recipe: DatasetAugment, overrides: Mapping[str, Any]
+) -> tuple[MultiCropSpec, LightSpec, EvalSpec]:
+    """A dataset's augmentation `recipe` with the fields of `config.augment` (`overrides`) replaced.
+
+    `overrides` holds the fields of `selax.config_fields.augment_overrides` (None: the default): for the
+    unlabeled views `global_size`, `global_scale`, `local_size`, `local_scale`, `num_local` and the
+    `ViewSpec` fields applied to every view; for labeled images `labeled_pad` and `labeled_flip_prob`.
+    """
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items() if v is not None}
+    view_fields = {f.name for f in dataclasses.fields(ViewSpec)} - {"size", "scale"}
+    shared = {k: v for k, v in fields.items() if k in view_fields}
+
+    def view(spec: ViewSpec, prefix: str) -> ViewSpec:
+        size = fields.get(f"{prefix}_size", spec.size)
+        return dataclasses.replace(spec, size=size, scale=fields.get(f"{prefix}_scale", spec.scale), **shared)
+
+    for name, value in fields.items():
+        if name.endswith("_prob") and not 0.0 <= value <= 1.0:
+            raise ValueError(f"config.augment.{name}={value} must be a probability in [0, 1].")
+        if (name.endswith("_size") and value <= 0) or (name in ("num_local", "labeled_pad") and value < 0):
+            raise ValueError(
+                f"config.augment.{name}={value} must be {'positive' if name.endswith('_size') else '>= 0'}."
+            )
+    crops = recipe.multi_crop
+    crop_spec = dataclasses.replace(
+        crops,
+        global_views=tuple(view(v, "global") for v in crops.global_views),
+        local_view=view(crops.local_view, "local"),
+        num_local=fields.get("num_local", crops.num_local),
+    )
+    labeled_spec = dataclasses.replace(
+        recipe.light,
+        pad=fields.get("labeled_pad", recipe.light.pad),
+        flip_prob=fields.get("labeled_flip_prob", recipe.light.flip_prob),
+    )
+    return crop_spec, labeled_spec, recipe.eval

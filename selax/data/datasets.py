@@ -23,8 +23,10 @@ samplers in `selax.data.pipeline` index these positions.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import fcntl
+import functools
 import glob
 import hashlib
 import importlib.util
@@ -37,20 +39,14 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow_datasets as tfds
 
+from selax.data import augment
+
 DIGITS_TEST_FRACTION = 0.3
 DIGITS_SPLIT_SEED = 0
 LONGTAIL_IMBALANCE_RATIO = 10.0
 LONGTAIL_SEED = 0
 
-DATASETS: dict[str, str] = {
-    "digits": "sklearn 8x8 digits, 10 classes, 1257 train / 540 test (built offline)",
-    "digits_longtail": "digits with a long-tailed train split (imbalance ratio 10)",
-    "cifar100": "CIFAR-100 (official tfds builder; preparing needs TensorFlow)",
-    "imagenet2012": "ImageNet-1k (official tfds builder; manual ILSVRC tars, TF to prepare)",
-    "imagenet2012_subset/1pct": "SimCLR 1% labeled ImageNet subset (manual tars + 1percent.txt)",
-    "imagenet2012_subset/10pct": "SimCLR 10% labeled ImageNet subset (manual tars + 10percent.txt)",
-    "image_folder": "your images: root_dir/<class>/*.jpg (+ optional unlabeled folder)",
-}
+IMAGE_FOLDER = "image_folder"  # Read through `data_source` / `load_arrays` with an `ImageFolder`.
 _OFFICIAL = ("cifar100", "imagenet2012", "imagenet2012_subset/1pct", "imagenet2012_subset/10pct")
 _IMAGENET_TARS = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 _SUBSET_LISTS = {"1pct": "1percent.txt", "10pct": "10percent.txt"}
@@ -96,10 +92,9 @@ class ImageFolder:
 
 
 def check_name(name: str) -> None:
-    """Raises ValueError unless ``name`` is a known dataset."""
-    if name not in DATASETS:
-        known = "\n".join(f"  {key}: {text}" for key, text in DATASETS.items())
-        raise ValueError(f"Unknown dataset {name!r}. Known datasets:\n{known}")
+    """Raises ValueError unless ``name`` is a registered dataset (or ``image_folder``)."""
+    if name != IMAGE_FOLDER:
+        get(name)
 
 
 def _data_dir(data_dir: str | os.PathLike | None) -> str:
@@ -418,7 +413,7 @@ def data_source(
     `prepare`), else FileNotFoundError says how. ``folder`` is required for ``image_folder``.
     ``digits_longtail`` is a subsample of digits: use `load_arrays`. With ``encoded_images``,
     official datasets return the stored image bytes undecoded (decode them with `decode_square`,
-    e.g. through `selax.data.pipeline.gather_encoded`).
+    e.g. through `gather_encoded`).
     """
     check_name(name)
     data_dir = _data_dir(data_dir)
@@ -427,7 +422,7 @@ def data_source(
             raise ValueError("digits has splits 'train' and 'test'; read digits_longtail via load_arrays.")
         builder = _built(lambda: SelaxDigits(data_dir=data_dir, file_format="array_record"), data_dir)
         return builder.as_data_source(split=split)
-    if name == "image_folder":
+    if name == IMAGE_FOLDER:
         if folder is None:
             raise ValueError("image_folder needs folder=ImageFolder(root_dir=..., image_size=...).")
         builder = _built(lambda: _folder_builder(folder, data_dir), data_dir)
@@ -480,12 +475,7 @@ def load_arrays(
     order = np.argsort(ids, kind="stable")
     images = np.stack([records[i]["image"] for i in order]).astype(np.uint8)
     labels = np.array([records[i]["label"] for i in order], dtype=np.int32)
-    if name == "image_folder":
-        num_classes = len(_class_names(folder.root_dir))
-    elif name == "digits":
-        num_classes = 10
-    else:
-        num_classes = int(source.dataset_info.features["label"].num_classes)
+    num_classes = len(_class_names(folder.root_dir)) if name == IMAGE_FOLDER else DATASETS[name].num_classes
     return ArraySplit(images, labels, ids[order], num_classes)
 
 
@@ -519,14 +509,132 @@ def _array_reader(split: ArraySplit, positions: np.ndarray | None = None) -> Spl
     )
 
 
-def _encoded_reader(source: Any, num_classes: int, image_size: int) -> SplitReader:
-    from selax.data.pipeline import gather_encoded
+@functools.cache
+def _decode_pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="decode")
 
+
+def gather_encoded(source: Any, positions: np.ndarray, image_size: int) -> dict[str, np.ndarray]:
+    """Host-side batch of a split too large for memory (ImageNet), decoded and made square.
+
+    Args:
+      source: `data_source(..., encoded_images=True)`.
+      positions: int [b] positions in the split.
+      image_size: S; shorter side resized to S, centre crop (augmented on device afterwards).
+    Returns:
+      dict with images uint8 [b, S, S, 3], labels int32 [b], ids int32 [b] (the positions).
+
+    Images are decoded by a pool of threads, one per host core (PIL releases the GIL while decoding).
+    """
+    records = source.__getitems__([int(p) for p in positions])
+    images = _decode_pool().map(lambda r: decode_square(r["image"], image_size), records)
+    return {
+        "images": np.stack(list(images)),
+        "labels": np.array([r["label"] for r in records], dtype=np.int32),
+        "ids": np.asarray(positions, dtype=np.int32),
+    }
+
+
+def _encoded_reader(source: Any, num_classes: int, image_size: int) -> SplitReader:
     def read(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         batch = gather_encoded(source, positions, image_size)
         return batch["images"], batch["labels"]
 
     return SplitReader(len(source), num_classes, (image_size, image_size, 3), read)
+
+
+Readers = tuple[SplitReader, SplitReader, SplitReader]
+
+
+def _in_memory_splits(
+    name: str, data_dir: str | None, labels_per_class: int, split_seed: int, unlabeled_classes: Sequence[int], image_size: int
+) -> Readers:
+    """Train and test held in memory; ``labels_per_class`` labeled train images per class, chosen by
+    ``split_seed`` (`selax.data.splits.labeled_subset`), none of the ``unlabeled_classes``."""
+    from selax.data.splits import labeled_subset
+
+    del image_size  # Stored at their own size.
+    train = load_arrays(name, "train", data_dir)
+    test = load_arrays(name, "test", data_dir)
+    labeled_ids = labeled_subset(train.labels, labels_per_class, split_seed, unlabeled_classes)
+    return _array_reader(train), _array_reader(train, labeled_ids), _array_reader(test)
+
+
+def _imagenet_splits(
+    name: str, data_dir: str | None, labels_per_class: int, split_seed: int, unlabeled_classes: Sequence[int], image_size: int
+) -> Readers:
+    """The unlabeled stream is ``imagenet2012`` train, the labeled one the SimCLR subset's train split
+    (``imagenet2012`` alone: the whole train split, for methods that read no label), the test split
+    ``imagenet2012`` validation; images decoded on the host to ``image_size`` squares."""
+    del labels_per_class, split_seed  # The labeled subset is a fixed list.
+    if unlabeled_classes:
+        raise ValueError(
+            f"config.dataset.unlabeled_classes is for in-memory datasets; {name} reads its labeled"
+            " subset from a fixed list: leave it empty."
+        )
+    train = _encoded_reader(data_source("imagenet2012", "train", data_dir, encoded_images=True), 1000, image_size)
+    labeled = train
+    if name != "imagenet2012":
+        labeled = _encoded_reader(data_source(name, "train", data_dir, encoded_images=True), 1000, image_size)
+    test = _encoded_reader(data_source("imagenet2012", "validation", data_dir, encoded_images=True), 1000, image_size)
+    return train, labeled, test
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A dataset the loop trains on: one registry entry.
+
+    Attributes:
+      description: one line for listings and errors.
+      num_classes: K.
+      open: ``(name, data_dir, labels_per_class, split_seed, unlabeled_classes, image_size) -> (train,
+        labeled, test)`` readers.
+      augment: its augmentation recipe (`selax.data.augment.DatasetAugment`), which `config.augment` overrides.
+    """
+
+    description: str
+    num_classes: int
+    open: Callable[..., Readers]
+    augment: augment.DatasetAugment
+
+
+DATASETS: dict[str, Dataset] = {
+    "digits": Dataset(
+        "sklearn 8x8 digits, 10 classes, 1257 train / 540 test (built offline)", 10, _in_memory_splits, augment.DIGITS
+    ),
+    "digits_longtail": Dataset(
+        "digits with a long-tailed train split (imbalance ratio 10)", 10, _in_memory_splits, augment.DIGITS
+    ),
+    "cifar100": Dataset(
+        "CIFAR-100 (official tfds builder; preparing needs TensorFlow)", 100, _in_memory_splits, augment.CIFAR100
+    ),
+    "imagenet2012": Dataset(
+        "ImageNet-1k (official tfds builder; manual ILSVRC tars, TF to prepare)",
+        1000,
+        _imagenet_splits,
+        augment.imagenet(num_local=6),
+    ),
+    "imagenet2012_subset/1pct": Dataset(
+        "SimCLR 1% labeled ImageNet subset (manual tars + 1percent.txt)",
+        1000,
+        _imagenet_splits,
+        augment.imagenet(num_local=6),
+    ),
+    "imagenet2012_subset/10pct": Dataset(
+        "SimCLR 10% labeled ImageNet subset (manual tars + 10percent.txt)",
+        1000,
+        _imagenet_splits,
+        augment.imagenet(num_local=6),
+    ),
+}
+
+
+def get(name: str) -> Dataset:
+    """The registry entry of dataset ``name``; ValueError listing the known ones otherwise."""
+    if name not in DATASETS:
+        known = "\n".join(f"  {key}: {entry.description}" for key, entry in DATASETS.items())
+        raise ValueError(f"Unknown dataset {name!r}. Known datasets:\n{known}")
+    return DATASETS[name]
 
 
 def open_splits(
@@ -537,37 +645,12 @@ def open_splits(
     split_seed: int,
     unlabeled_classes: Sequence[int] = (),
     image_size: int = 256,
-) -> tuple[SplitReader, SplitReader, SplitReader]:
-    """(train, labeled, test) readers for semi-supervised training on dataset ``name``.
+) -> Readers:
+    """(train, labeled, test) readers for training on dataset ``name`` (its registry entry's ``open``).
 
-    In-memory datasets (digits, digits_longtail, cifar100, image_folder) take ``labels_per_class``
-    labeled train images per class, chosen by ``split_seed`` (`selax.data.splits.labeled_subset`),
-    none of the classes in ``unlabeled_classes`` (still in the unlabeled stream, to be discovered).
-    ``imagenet2012_subset/1pct`` and ``/10pct`` read the unlabeled stream from ``imagenet2012``
-    train, the labeled one from the SimCLR subset, and test on ``imagenet2012`` validation; their
-    images are decoded on the host, resized and centre-cropped to ``image_size``. ``imagenet2012``
-    alone labels the whole train split (for unsupervised methods, which read no label).
+    In-memory datasets (digits, digits_longtail, cifar100) take ``labels_per_class`` labeled train
+    images per class, chosen by ``split_seed``, none of the classes in ``unlabeled_classes`` (still in
+    the unlabeled stream, to be discovered). The ImageNet entries read the SimCLR subset lists and
+    decode images on the host to ``image_size``.
     """
-    from selax.data.splits import labeled_subset
-
-    check_name(name)
-    if unlabeled_classes and name.startswith("imagenet2012"):
-        raise ValueError(
-            f"config.dataset.unlabeled_classes is for in-memory datasets; {name} reads its labeled"
-            " subset from a fixed list: leave it empty."
-        )
-    if name.startswith("imagenet2012_subset/"):
-        num_classes = 1000
-        train = data_source("imagenet2012", "train", data_dir, encoded_images=True)
-        labeled = data_source(name, "train", data_dir, encoded_images=True)
-        test = data_source("imagenet2012", "validation", data_dir, encoded_images=True)
-        return tuple(_encoded_reader(s, num_classes, image_size) for s in (train, labeled, test))
-    if name == "imagenet2012":  # Every train label (unsupervised methods read none of them).
-        train = data_source("imagenet2012", "train", data_dir, encoded_images=True)
-        test = data_source("imagenet2012", "validation", data_dir, encoded_images=True)
-        train_reader = _encoded_reader(train, 1000, image_size)
-        return train_reader, train_reader, _encoded_reader(test, 1000, image_size)
-    train = load_arrays(name, "train", data_dir)
-    test = load_arrays(name, "test", data_dir)
-    labeled_ids = labeled_subset(train.labels, labels_per_class, split_seed, unlabeled_classes)
-    return _array_reader(train), _array_reader(train, labeled_ids), _array_reader(test)
+    return get(name).open(name, data_dir, labels_per_class, split_seed, tuple(unlabeled_classes), image_size)

@@ -13,19 +13,17 @@ numpy batches into one jax.Array sharded over the mesh's ``data`` axis.
 
 Semi-supervised training uses two streams (`semi_supervised_streams`): unlabeled over every train
 position, labeled over the labeled subset, each with its own batch size and epochs. Small datasets
-index in-memory arrays (`selax.data.datasets.load_arrays`, then `gather`; the labeled positions
-come from `selax.data.splits.labeled_subset`). ImageNet indexes two encoded data sources with
-`gather_encoded`: unlabeled positions into ``imagenet2012`` train, labeled positions
+index in-memory arrays (`selax.data.datasets.load_arrays`; the labeled positions come from
+`selax.data.splits.labeled_subset`). ImageNet indexes two encoded data sources with
+`selax.data.datasets.gather_encoded`: unlabeled positions into ``imagenet2012`` train, labeled positions
 ``arange(len(subset))`` into ``imagenet2012_subset/1pct`` (or ``/10pct``) train.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import functools
 import math
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,8 +31,6 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-
-from selax.data.datasets import ArraySplit, decode_square
 
 UNLABELED_STREAM = 0
 LABELED_STREAM = 1
@@ -157,41 +153,6 @@ def semi_supervised_streams(
         np.asarray(labeled_positions, dtype=np.int64), labeled_batch_size, seed, LABELED_STREAM
     )
     return unlabeled, labeled
-
-
-def gather(split: ArraySplit, positions: np.ndarray) -> dict[str, np.ndarray]:
-    """Host-side batch of an in-memory split.
-
-    Returns:
-      dict with images uint8 [b, H, W, C], labels int32 [b], ids int32 [b].
-    """
-    return {"images": split.images[positions], "labels": split.labels[positions], "ids": split.ids[positions]}
-
-
-@functools.cache
-def _decode_pool() -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="decode")
-
-
-def gather_encoded(source: Any, positions: np.ndarray, image_size: int) -> dict[str, np.ndarray]:
-    """Host-side batch of a split too large for memory (ImageNet), decoded and made square.
-
-    Args:
-      source: `selax.data.datasets.data_source(..., encoded_images=True)`.
-      positions: int [b] positions in the split.
-      image_size: S; shorter side resized to S, centre crop (augmented on device afterwards).
-    Returns:
-      dict with images uint8 [b, S, S, 3], labels int32 [b], ids int32 [b] (the positions).
-
-    Images are decoded by a pool of threads, one per host core (PIL releases the GIL while decoding).
-    """
-    records = source.__getitems__([int(p) for p in positions])
-    images = _decode_pool().map(lambda r: decode_square(r["image"], image_size), records)
-    return {
-        "images": np.stack(list(images)),
-        "labels": np.array([r["label"] for r in records], dtype=np.int32),
-        "ids": np.asarray(positions, dtype=np.int32),
-    }
 
 
 def global_batch(mesh: Mesh, local_batch: Any, axis: str = "data") -> Any:

@@ -33,18 +33,6 @@ def forward_crops(
     return outputs, stats
 
 
-def no_extras_update_steps(hp: Any) -> tuple[int, ...]:
-    """For methods whose extras change only inside the step: no step needs a whole-split update."""
-    del hp
-    return ()
-
-
-def unchanged_extras(hp: Any, extras: Any, train_embeddings: Any, params: Any) -> Any:
-    """The `update_extras` of such methods (never called, as they schedule no update)."""
-    del hp, train_embeddings, params
-    return extras
-
-
 def checked_marginals(field: str, marginals: Sequence[float] | None, length: int) -> tuple[float, ...] | None:
     """A configured prior over the `length` prototypes (Sinkhorn's column marginals), as floats.
 

@@ -32,33 +32,31 @@ similarities when a projector L2-normalizes the embedding) are divided by it, wh
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from selax.methods.base import CLUSTERING, REPRESENTATION, Method, RunInfo, StepInputs, TrainEmbeddings, derived
 from selax.methods.common import checked_marginals
 from selax.models.heads import normalize_prototypes, unit_normal_columns
 from selax.sinkhorn import sinkhorn_labels
 
-SEMI_SUPERVISED = False
 LABEL_VIEWS = ("augmented", "clean")
+# Folded into `PRNGKey(seed)`, then the step, for the training views of a label update.
+LABEL_VIEWS_STREAM = 0x1ABE1
 
 
 @dataclasses.dataclass(frozen=True)
 class HParams:
-    """SeLa's hyper-parameters (`config.sela` plus the training-set size and the run length)."""
+    """SeLa's hyper-parameters (`config.sela`); the training-set size, run length and seed are the run's."""
 
-    num_clusters: int
-    num_heads: int
-    num_examples: int
-    num_steps: int
-    num_label_updates: int
-    temperature: float | None = (
-        None  # None: plain linear heads; else unit-norm prototypes, scores / temperature.
-    )
+    num_clusters: int | None = None  # None: as many clusters as classes.
+    num_heads: int = 10
+    num_label_updates: int = 80
+    temperature: float | None = None  # None: plain linear heads; else unit-norm prototypes, scores / temperature.
     lam: float = 25.0  # Sinkhorn's lambda; epsilon = 1 / lambda.
     sinkhorn_tol: float = 1e-3  # L1 column-marginal error (selax.sinkhorn).
     sinkhorn_max_iters: int = 1000
@@ -68,32 +66,31 @@ class HParams:
     cluster_marginals: tuple[float, ...] | None = None  # Cluster sizes of the label step; None: equal.
     aux_num_heads: int = 0  # Overclustering heads, trained like the others, never evaluated.
     aux_num_clusters: int = 0  # Their clusters (usually more than `num_clusters`); equipartitioned.
-    seed: int = 0
+    num_examples: int = derived()
+    num_steps: int = derived()
+    seed: int = derived()
 
 
-def hparams_from_config(config: Any, num_classes: int, num_examples: int) -> HParams:
-    """SeLa's hyper-parameters from `config.sela`; as many clusters as classes unless configured."""
-    fields = dict(config.sela)
-    num_clusters = fields.pop("num_clusters", None) or num_classes
-    marginals = fields.pop("cluster_marginals", None)
-    aux_heads, aux_clusters = fields.get("aux_num_heads", 0), fields.get("aux_num_clusters", 0)
-    if fields.get("label_views", "augmented") not in LABEL_VIEWS:
+def resolve(hp: HParams, info: RunInfo) -> HParams:
+    """As many clusters as classes unless configured; the fields checked, naming them."""
+    num_clusters = hp.num_clusters or info.num_classes
+    if hp.label_views not in LABEL_VIEWS:
         raise ValueError(
-            f"config.sela.label_views={fields['label_views']!r} must be one of {LABEL_VIEWS}: 'augmented'"
+            f"config.sela.label_views={hp.label_views!r} must be one of {LABEL_VIEWS}: 'augmented'"
             " (the reference code's label step, through the training augmentation) or 'clean'."
         )
-    if aux_heads < 0 or (aux_heads > 0 and aux_clusters < 2):
+    if hp.aux_num_heads < 0 or (hp.aux_num_heads > 0 and hp.aux_num_clusters < 2):
         raise ValueError(
-            f"config.sela.aux_num_heads={aux_heads} with aux_num_clusters={aux_clusters}: use 0 heads for"
-            " none, or a positive number of heads with at least 2 clusters each."
+            f"config.sela.aux_num_heads={hp.aux_num_heads} with aux_num_clusters={hp.aux_num_clusters}: use"
+            " 0 heads for none, or a positive number of heads with at least 2 clusters each."
         )
-    return HParams(
+    return dataclasses.replace(
+        hp,
         num_clusters=num_clusters,
-        cluster_marginals=checked_marginals("config.sela.cluster_marginals", marginals, num_clusters),
-        num_examples=num_examples,
-        num_steps=config.num_steps,
-        seed=config.seed,
-        **fields,
+        cluster_marginals=checked_marginals("config.sela.cluster_marginals", hp.cluster_marginals, num_clusters),
+        num_examples=info.num_examples,
+        num_steps=info.num_steps,
+        seed=info.seed,
     )
 
 
@@ -153,7 +150,7 @@ def label_update_steps(num_steps: int, num_updates: int) -> tuple[int, ...]:
     return tuple(int(s) for s in steps if 0 < s < num_steps)
 
 
-def extras_update_steps(hp: HParams) -> tuple[int, ...]:
+def update_steps(hp: HParams) -> tuple[int, ...]:
     return label_update_steps(hp.num_steps, hp.num_label_updates)
 
 
@@ -211,11 +208,22 @@ def pseudo_labels(
     return jnp.stack(labels)
 
 
-def update_extras(
-    hp: HParams, extras: Any, train_embeddings: np.ndarray, params: Any
-) -> dict[str, jax.Array]:
-    """New pseudo-labels from the embeddings `[N, E]` of the whole training split (in train order)."""
+def label_step_key(hp: HParams, step: int) -> np.ndarray:
+    """The key of the training views of the label update before `step`, from the seed and the step alone
+    (host-side, so the same in every process)."""
+    run_key = jax.random.fold_in(jax.random.PRNGKey(hp.seed), LABEL_VIEWS_STREAM)
+    return np.asarray(jax.random.fold_in(run_key, step))
+
+
+def update_extras(hp: HParams, extras: Any, params: Any, step: int, embed: TrainEmbeddings) -> dict[str, jax.Array]:
+    """New pseudo-labels from the embeddings `[N, E]` of the whole training split (in train order), each
+    image seen through one training view drawn for this update (`label_views="augmented"`) or through the
+    evaluation transform ("clean")."""
     del extras
+    if hp.label_views == "augmented":
+        train_embeddings = embed("training", label_step_key(hp, step))
+    else:
+        train_embeddings = embed("eval", None)
     head = params["head"]
     new_extras = dict(labels=pseudo_labels(hp, train_embeddings, head["prototypes"], hp.cluster_marginals))
     if hp.aux_num_heads:
@@ -229,32 +237,22 @@ def multi_head_cross_entropy(head_scores: jnp.ndarray, labels: jnp.ndarray) -> j
     return -jnp.mean(jnp.take_along_axis(log_probs, labels[..., None], axis=-1))
 
 
-def loss_fn(
-    hp: HParams,
-    apply_fn: Callable[..., Any],
-    params: Any,
-    batch_stats: Any,
-    extras: Any,
-    views: dict[str, Any],
-    labels: jnp.ndarray | None,
-    step: jnp.ndarray,
-    rng: jax.Array,
-):
+def loss_fn(hp: HParams, params: Any, inputs: StepInputs):
     """SeLa's loss. `views['unlabeled']`: augmented views `[Bu, h, w, C]` of the images at train positions
     `views['unlabeled_positions'] [Bu]`; every view is trained on its image's pseudo-labels. The views
     must share one resolution (`config.augment.num_local=0`): they go through one forward.
 
-    Returns `(loss, (batch_stats, extras, metrics))`; `labels` (ground truth) is not used.
+    Returns `(loss, (batch_stats, extras, metrics))`; no ground-truth label is read.
     """
-    del labels, step, rng
+    views, extras = inputs.views, inputs.extras
     crops = views["unlabeled"]
     if len({crop.shape for crop in crops}) != 1:
         raise ValueError(
             f"SeLa trains on views of one resolution, got shapes {[c.shape for c in crops]}:"
             " set config.augment.num_local=0."
         )
-    outputs, updates = apply_fn(
-        {"params": params, "batch_stats": batch_stats},
+    outputs, updates = inputs.apply_fn(
+        {"params": params, "batch_stats": inputs.batch_stats},
         jnp.concatenate(crops),
         train=True,
         mutable=["batch_stats", "intermediates"],
@@ -280,17 +278,28 @@ def loss_fn(
     return loss, (updates["batch_stats"], extras, metrics)
 
 
-def mask_gradients(hp: HParams, grads: Any, step: jnp.ndarray) -> Any:
-    del hp, step
-    return grads
-
-
 def after_update(hp: HParams, params: Any, extras: Any, step: jnp.ndarray) -> tuple[Any, Any]:
     """With a temperature, renormalizes the prototypes to unit length after each step."""
     del step
     return (params if hp.temperature is None else normalize_prototypes(params)), extras
 
 
-def eval_variables(params: Any, batch_stats: Any, extras: Any) -> dict[str, Any]:
-    del extras
-    return {"params": params, "batch_stats": batch_stats}
+def cluster_labels(extras: Any) -> jax.Array:
+    """The current pseudo-labels `[T, N]` of the evaluated heads."""
+    return extras["labels"]
+
+
+METHOD = Method(
+    hparams=HParams,
+    build_head=build_head,
+    loss_fn=loss_fn,
+    evaluations=(CLUSTERING, REPRESENTATION),
+    uses_labels=False,
+    resolve=resolve,
+    init_extras=init_extras,
+    after_update=after_update,
+    update_steps=update_steps,
+    update_extras=update_extras,
+    cluster_labels=cluster_labels,
+    smoke=dict(num_clusters=12, num_heads=2, num_label_updates=3),
+)

@@ -6,6 +6,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from selax.models import build_encoder
+from selax.models.heads import Projector
+
 
 class Network(nn.Module):
     """`images [B, H, W, C] -> dict` of the quantities the methods and the evaluation read.
@@ -38,3 +41,20 @@ class Network(nn.Module):
             head_scores=self.head(embedding),
             linear_logits=linear_logits,
         )
+
+
+def network_from_config(model: Any, head: nn.Module, num_classes: int) -> Network:
+    """The `Network` of `config.model` (encoder by registry name with its kwargs, optional projector) around
+    a method's `head`; `encoder_kwargs.dtype` ("bfloat16") is the computation dtype, params stay float32."""
+    encoder_kwargs = dict(model.encoder_kwargs)
+    if "dtype" in encoder_kwargs:
+        encoder_kwargs["dtype"] = jnp.dtype(encoder_kwargs["dtype"])
+    projector = None
+    if model.projector_hidden is not None:
+        projector = Projector(tuple(model.projector_hidden), model.embedding_dim)
+    return Network(
+        encoder=build_encoder(model.encoder, **encoder_kwargs),
+        projector=projector,
+        head=head,
+        num_classes=num_classes,
+    )

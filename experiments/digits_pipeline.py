@@ -1,0 +1,99 @@
+"""The self-supervised -> semi-supervised pipeline on the digits: SwAV then Suave, DINO then Daino.
+
+    python experiments/digits_pipeline.py [--seeds 0,1,2] [--labels 1,2,4] [--pairs suave,daino]
+
+For each seed, pre-trains `configs/swav_default.py` (and `configs/dino_default.py`) without labels, then
+trains `configs/default.py` (Suave) and `configs/daino_default.py` (Daino) with 1, 2 and 4 labels per
+class, from scratch and from the pre-training workdir (`--config.model.init_checkpoint=W`: encoder and
+projector loaded, the head of another shape fresh). Every run is `selax.train.run` in a fresh workdir,
+the same as `python -m selax.main --config=configs/X.py --workdir=W --config.seed=S
+--config.dataset.labels_per_class=L [--config.model.init_checkpoint=W_PRE]`.
+
+Prints one line per row (mean and standard deviation over the seeds): the semi-supervised runs'
+`test/prototype_top1` (Suave: prototypes; Daino: the teacher head), and the pre-training runs' kNN and
+linear-probe top-1 on frozen features with every train label. Writes
+experiments/results/digits_pipeline.json with every run's metrics and wall time.
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from selax import train  # noqa: E402
+
+RESULTS = os.path.join(REPO, "experiments", "results", "digits_pipeline.json")
+# (semi-supervised config, its pre-training config) per method pair.
+PAIRS = {"suave": ("default", "swav_default"), "daino": ("daino_default", "dino_default")}
+PRETRAINING_METRICS = ("test/knn_top1", "test/linear_probe_top1", "test/nmi")
+
+
+def load_config(name: str):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def timed_run(config, workdir: str) -> dict[str, float]:
+    start = time.perf_counter()
+    final = train.run(config, workdir)
+    return dict(final, command_seconds=time.perf_counter() - start)
+
+
+def summary(values: list[float]) -> str:
+    return f"{100 * np.mean(values):5.1f} +/- {100 * np.std(values):4.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--labels", default="1,2,4", help="labels per class")
+    parser.add_argument("--pairs", default="suave,daino")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    labels = [int(n) for n in args.labels.split(",")]
+    results = {"load_average_at_start": os.getloadavg()[0], "runs": {}}
+    root = tempfile.mkdtemp(prefix="selax_digits_pipeline_")
+    for pair in args.pairs.split(","):
+        semi_name, pre_name = PAIRS[pair]
+        for seed in seeds:
+            pre_dir = os.path.join(root, f"{pre_name}_seed{seed}")
+            config = load_config(pre_name)
+            config.seed = seed
+            results["runs"][f"{pre_name}/seed{seed}"] = timed_run(config, pre_dir)
+            for num_labels in labels:
+                for start in ("scratch", pre_name):
+                    config = load_config(semi_name)
+                    config.seed = seed
+                    config.dataset.labels_per_class = num_labels
+                    if start != "scratch":
+                        config.model.init_checkpoint = pre_dir
+                    workdir = os.path.join(root, f"{semi_name}_{num_labels}_{start}_seed{seed}")
+                    results["runs"][f"{semi_name}/{num_labels}/{start}/seed{seed}"] = timed_run(config, workdir)
+        with open(RESULTS, "w") as f:
+            json.dump(results, f, indent=1)
+
+    runs = results["runs"]
+    print(f"\n{'row':<44} {'mean +/- std over seeds ' + args.seeds:>30}")
+    for pair in args.pairs.split(","):
+        semi_name, pre_name = PAIRS[pair]
+        for metric in PRETRAINING_METRICS:
+            values = [runs[f"{pre_name}/seed{s}"][metric] for s in seeds]
+            print(f"{pre_name + ' ' + metric:<44} {summary(values):>30}")
+        for num_labels in labels:
+            for start in ("scratch", pre_name):
+                values = [runs[f"{semi_name}/{num_labels}/{start}/seed{s}"]["test/prototype_top1"] for s in seeds]
+                print(f"{f'{semi_name} {num_labels}/class from {start}':<44} {summary(values):>30}")
+    print(f"\nwrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

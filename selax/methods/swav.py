@@ -1,0 +1,170 @@
+"""SwAV: self-supervised swapped prediction against Sinkhorn assignments (Caron et al. 2020).
+
+Every view's prototype scores `[B, K]` (cosines of the L2-normalized embedding with unit-norm
+prototypes) divided by the temperature are trained to predict the Sinkhorn assignment of each *other*
+global view. The assignments are solved over the global batch (plus a queue of past global-view
+embeddings once it has filled), with `num_prototypes` prototypes free of classes; the prototypes are
+frozen for the first `freeze_prototypes_steps` and re-normalized after every step. No label is used.
+
+The pieces Suave reuses are `unlabeled_crops` (the views, plus mixed copies of the global views
+with `unlabeled_mixup_alpha`) and `unlabeled_loss` (their per-row cross-entropies and the queue).
+"""
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from selax import losses
+from selax.methods.base import CLUSTERING, REPRESENTATION, Method, RunInfo, StepInputs
+from selax.methods.common import checked_marginals, forward_crops
+from selax.models.heads import PrototypeHead, normalize_prototypes
+from selax.sinkhorn import sinkhorn
+
+
+@dataclasses.dataclass(frozen=True)
+class HParams:
+    """SwAV's hyper-parameters (`config.swav`): the paper's defaults."""
+
+    num_prototypes: int | None = 3000  # None: one per class (Suave).
+    temperature: float = 0.1
+    sinkhorn_epsilon: float = 0.05
+    sinkhorn_iters: int = 3
+    num_global_views: int = 2
+    queue_length: int = 0
+    queue_start_step: int = 0
+    freeze_prototypes_steps: int = 0
+    prototype_marginals: tuple[float, ...] | None = None  # None: equipartition.
+    unlabeled_mixup_alpha: float = 0.0  # Mixed global views with mixed Sinkhorn targets; 0: off.
+
+
+def resolve(hp: HParams, info: RunInfo, section: str = "swav") -> HParams:
+    """One prototype per class when `num_prototypes` is unset; the prior checked against that count."""
+    num_prototypes = hp.num_prototypes or info.num_classes
+    marginals = checked_marginals(f"config.{section}.prototype_marginals", hp.prototype_marginals, num_prototypes)
+    return dataclasses.replace(hp, num_prototypes=num_prototypes, prototype_marginals=marginals)
+
+
+def build_head(hp: HParams) -> PrototypeHead:
+    return PrototypeHead(hp.num_prototypes)
+
+
+def init_extras(hp: HParams, params: Any, batch_stats: Any) -> dict[str, jnp.ndarray]:
+    """The queue of past global-view embeddings `[num_global_views, queue_length, embedding_dim]`, if any."""
+    del batch_stats
+    if hp.queue_length == 0:
+        return {}
+    embedding_dim = params["head"]["prototypes"].shape[0]
+    return dict(queue=jnp.zeros((hp.num_global_views, hp.queue_length, embedding_dim), jnp.float32))
+
+
+def assignments(
+    hp: HParams, prototype_scores: jnp.ndarray, queue_scores: jnp.ndarray | None, use_queue: jnp.ndarray
+) -> jnp.ndarray:
+    """Sinkhorn targets `[B, K]` for one global view's scores `[B, K]`, with the queue's `[Q, K]` when used."""
+    marginals = None if hp.prototype_marginals is None else jnp.asarray(hp.prototype_marginals, jnp.float32)
+
+    def solve(scores):
+        return sinkhorn(
+            jax.lax.stop_gradient(scores),
+            hp.sinkhorn_epsilon,
+            num_iters=hp.sinkhorn_iters,
+            prototype_marginals=marginals,
+        )
+
+    if queue_scores is None:
+        return solve(prototype_scores)
+    batch = prototype_scores.shape[0]
+    return jax.lax.cond(
+        use_queue,
+        lambda: solve(jnp.concatenate([prototype_scores, queue_scores]))[:batch],
+        lambda: solve(prototype_scores),
+    )
+
+
+def unlabeled_crops(hp: HParams, unlabeled_views: list[jnp.ndarray], key: jax.Array):
+    """`(crops, mix_weight)`: the views `[Bu, h, w, C]` (global first), then with mixup a mixed copy of each
+    global view (`mix_weight * view + (1 - mix_weight) * its batch neighbour`, weight ~ Beta(alpha, alpha))."""
+    alpha = hp.unlabeled_mixup_alpha
+    mix_weight = jax.random.beta(key, alpha or 1.0, alpha or 1.0)
+    num_mixed = hp.num_global_views if alpha > 0 else 0
+    mixed = [losses.mix_with_next(unlabeled_views[i], mix_weight) for i in range(num_mixed)]
+    return [*unlabeled_views, *mixed], mix_weight
+
+
+def unlabeled_loss(
+    hp: HParams,
+    prototypes: jnp.ndarray,
+    extras: Any,
+    outputs: list[dict[str, jnp.ndarray]],
+    num_views: int,
+    mix_weight: jnp.ndarray,
+    step: jnp.ndarray,
+):
+    """`(rows, extras, metrics)` of the network `outputs` on `unlabeled_crops` (the first `num_views` are the
+    views, then the mixed copies): per-row swapped-prediction cross-entropies (then the mixed copies'
+    against the mix of the next global view's targets), the queue with the new global embeddings in front.
+    `prototypes [E, K]`."""
+    views, mixed = outputs[:num_views], outputs[num_views:]
+    use_queue = step >= hp.queue_start_step
+    queue_scores = [extras["queue"][i] @ prototypes if extras else None for i in range(hp.num_global_views)]
+    targets = [
+        assignments(hp, views[i]["head_scores"], queue_scores[i], use_queue) for i in range(hp.num_global_views)
+    ]
+    rows = losses.swapped_prediction_loss(targets, [o["head_scores"] / hp.temperature for o in views])
+    for i, output in enumerate(mixed):
+        mixed_target = losses.mix_with_next(targets[(i + 1) % hp.num_global_views], mix_weight)
+        rows = jnp.concatenate([rows, losses.soft_cross_entropy(mixed_target, output["head_scores"] / hp.temperature)])
+    if extras:
+        new_embeddings = jnp.stack([views[i]["embedding"] for i in range(hp.num_global_views)])
+        queue = jnp.concatenate([jax.lax.stop_gradient(new_embeddings), extras["queue"]], axis=1)
+        extras = dict(queue=queue[:, : hp.queue_length])
+    metrics = dict(
+        unlabeled_loss=jnp.mean(rows),
+        target_entropy=jnp.mean(-jnp.sum(targets[0] * jnp.log(targets[0] + 1e-12), -1)),
+    )
+    return rows, extras, metrics
+
+
+def loss_fn(hp: HParams, params: Any, inputs: StepInputs):
+    """SwAV's loss: the mean swapped-prediction cross-entropy of the unlabeled views (no label is read)."""
+    unlabeled_views = list(inputs.views["unlabeled"])
+    crops, mix_weight = unlabeled_crops(hp, unlabeled_views, inputs.rng)
+    outputs, batch_stats = forward_crops(inputs.apply_fn, params, inputs.batch_stats, crops, train=True)
+    rows, extras, metrics = unlabeled_loss(
+        hp, params["head"]["prototypes"], inputs.extras, outputs, len(unlabeled_views), mix_weight, inputs.step
+    )
+    return jnp.mean(rows), (batch_stats, extras, metrics)
+
+
+def mask_gradients(hp: HParams, grads: Any, step: jnp.ndarray) -> Any:
+    """Zeroes the prototypes' gradient for the first `freeze_prototypes_steps` steps."""
+    if hp.freeze_prototypes_steps == 0:
+        return grads
+    frozen = step < hp.freeze_prototypes_steps
+    head = dict(grads["head"], prototypes=jnp.where(frozen, 0.0, grads["head"]["prototypes"]))
+    return dict(grads, head=head)
+
+
+def after_update(hp: HParams, params: Any, extras: Any, step: jnp.ndarray) -> tuple[Any, Any]:
+    """Renormalizes the prototypes to unit length after each optimizer step."""
+    del hp, step
+    return normalize_prototypes(params), extras
+
+
+# The `:smoke` variant's fields of SwAV and Suave: a short queue that starts within the run.
+SMOKE = dict(queue_length=lambda n: min(n, 64), queue_start_step=lambda n: min(n, 2))
+
+METHOD = Method(
+    hparams=HParams,
+    build_head=build_head,
+    loss_fn=loss_fn,
+    evaluations=(REPRESENTATION, CLUSTERING),
+    uses_labels=False,
+    resolve=resolve,
+    init_extras=init_extras,
+    mask_gradients=mask_gradients,
+    after_update=after_update,
+    smoke=dict(SMOKE, num_prototypes=12),
+)
