@@ -40,16 +40,22 @@ two matrix-vector products per iteration (memory-bandwidth bound, no exponential
 potentials and one iteration is done in the log domain (logsumexp), which re-forms the kernel.
 The iterates are those of the plain log-domain algorithm, so the results stay finite and
 accurate for ``epsilon`` down to 1e-3 and scores of magnitude 1e3, where exp-domain code returns
-NaN or zeros; such hard problems simply take the log-domain path more often.
+NaN or zeros; such hard problems simply take the log-domain path more often. The
+matrix-vector products run at ``jax.lax.Precision.HIGHEST``, so results do not depend on
+``jax_default_matmul_precision`` (TF32 or bfloat16 passes on GPUs).
 
 Gradients: the scores are wrapped in ``jax.lax.stop_gradient`` (SwAV, Suave and SeLa all treat
 the targets as constants), so ``jax.grad`` through these functions gives zeros.
 
-Input checks: outside ``jax.jit``, bad input raises ``ValueError`` (wrong rank, non-positive
-``epsilon``, NaN or inf scores, non-positive marginals, marginals with different totals, ``tol``
-without ``max_iters``). Traced values cannot be checked: under ``jit`` NaN or inf scores give a
-NaN result with ``info.converged == False`` after the full iteration budget, and marginals are
-each normalized to their own total (the plan takes the total of ``sample_marginals``).
+Input checks: outside ``jax.jit``, bad input raises ``ValueError`` (wrong rank, ``epsilon`` not
+finite and > 0, NaN or inf scores, marginals with a non-finite or non-positive entry, marginals
+with different totals, ``tol`` without ``max_iters``). Marginals may be any array-like (list,
+tuple, NumPy or JAX array). Traced values are checked inside the computation instead: if
+``epsilon`` or an entry of a marginal is not finite and > 0, or the scores hold NaN or inf,
+``sinkhorn`` returns NaN everywhere and ``sinkhorn_labels`` returns -1 for every sample (not a
+label), both with ``info.marginal_error`` NaN and ``info.converged == False``. Under ``jit``,
+marginals with different totals are not detected: each is normalized to its own total (the plan
+takes the total of ``sample_marginals``).
 
 Transformations: both functions work under ``jax.jit`` and ``jax.vmap`` (e.g. several heads
 ``[H, N, K]``), and ``sinkhorn`` accepts scores sharded along N (``NamedSharding(mesh,
@@ -74,6 +80,10 @@ _LOG_SCALING_RANGE = 20.0
 _MIN_RELIABLE_COLUMN_SUM = 1e-30
 # Relative tolerance when comparing the totals of the two marginals.
 _MASS_RTOL = 1e-4
+# sinkhorn_labels: columns whose log(Q_ij / b_j) is within this much of the argmax's, relative to
+# the magnitude of the terms (about 10 float32 ulps), tie with it (_spread_ties).
+_TIE_RTOL = 2.0**-19
+_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 class SinkhornInfo(NamedTuple):
@@ -81,7 +91,8 @@ class SinkhornInfo(NamedTuple):
 
     Attributes:
       num_iters_run: int32 scalar, Sinkhorn iterations done (each = column update + row update).
-      marginal_error: float32 scalar, ``sum_j |sum_i Q_ij - b_j| / sum_j b_j`` at the end.
+      marginal_error: float32 scalar, ``sum_j |sum_i Q_ij - b_j| / sum_j b_j`` at the end (NaN
+        for invalid traced input, see the module docstring).
       converged: bool scalar; with ``tol``: ``marginal_error < tol``; with a fixed ``num_iters``
         (no target to reach): whether the result is finite.
     """
@@ -105,24 +116,38 @@ def _jit_all_finite(x: jax.Array) -> jax.Array:
     return jnp.all(jnp.isfinite(x))
 
 
+@jax.jit
+def _marginal_summary(marginal: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Index of the first non-finite or non-positive entry of [length] (-1 if none), that entry,
+    and the total: one on-device pass, three scalars to the host."""
+    bad = ~(jnp.isfinite(marginal) & (marginal > 0))
+    index = jnp.argmax(bad)
+    return jnp.where(bad[index], index, -1), marginal[index], jnp.sum(marginal)
+
+
+def _as_marginal(marginal) -> jax.Array | None:
+    """A marginal given as any array-like (list, tuple, NumPy or JAX array) as a float32 array."""
+    return None if marginal is None else jnp.asarray(marginal, jnp.float32)
+
+
 def _check_positive_marginal(name: str, marginal, length: int, axis_name: str) -> float | None:
-    """Validates a concrete marginal of shape [length]; returns its total (None when traced)."""
+    """Validates a float32 marginal of shape [length]; returns its total (None when traced)."""
     if marginal is None:
         return None
-    if jnp.ndim(marginal) != 1 or jnp.shape(marginal)[0] != length:
+    if marginal.ndim != 1 or marginal.shape[0] != length:
         raise ValueError(
             f"{name} must have shape [{length}] (one entry per {axis_name}), got shape "
-            f"{tuple(jnp.shape(marginal))}."
+            f"{marginal.shape}."
         )
     if not _is_concrete(marginal):
         return None
-    minimum = float(jnp.min(marginal))
-    if not minimum > 0 or not _all_finite(marginal):
+    index, value, total = jax.device_get(_marginal_summary(marginal))
+    if index >= 0:
         raise ValueError(
-            f"{name} must be finite and strictly positive (got a minimum of {minimum}); give every "
-            f"{axis_name} a positive mass, or drop it from the problem."
+            f"{name} must be finite and strictly positive, got {float(value)} at index {index}; "
+            f"give every {axis_name} a positive mass, or drop it from the problem."
         )
-    return float(jnp.sum(jnp.asarray(marginal, jnp.float32)))
+    return float(total)
 
 
 def _validate(
@@ -149,8 +174,11 @@ def _validate(
     num_samples, num_prototypes = jnp.shape(scores)
     if num_samples == 0 or num_prototypes == 0:
         raise ValueError(f"scores must be non-empty, got shape {(num_samples, num_prototypes)}.")
-    if _is_concrete(epsilon) and not float(epsilon) > 0:
-        raise ValueError(f"epsilon must be > 0 (the entropic temperature), got {float(epsilon)}.")
+    if _is_concrete(epsilon) and not 0 < float(epsilon) < np.inf:
+        raise ValueError(
+            f"epsilon must be > 0 and finite (the entropic temperature), got {float(epsilon)}; "
+            "e.g. 0.05 (SwAV) or 1 / 25 (SeLa)."
+        )
     if tol is None:
         if not (isinstance(num_iters, int) and num_iters >= 1):
             raise ValueError(f"num_iters must be a Python int >= 1, got {num_iters!r}.")
@@ -179,6 +207,16 @@ def _validate(
                 f"sample_marginals and prototype_marginals must have the same total (a transport "
                 f"plan moves all of the mass), got {total_a} and {total_b}; rescale one of them."
             )
+
+
+def _valid_parameters(epsilon, sample_marginals, prototype_marginals) -> jax.Array:
+    """Whether epsilon and every entry of the given marginals are finite and > 0 (bool scalar,
+    computed on device so that it also covers traced values)."""
+    valid = jnp.isfinite(epsilon) & (epsilon > 0)
+    for marginal in (sample_marginals, prototype_marginals):
+        if marginal is not None:
+            valid &= jnp.all(jnp.isfinite(marginal) & (marginal > 0))
+    return valid
 
 
 def _normalized(marginal, length: int) -> tuple[jax.Array, jax.Array | None]:
@@ -279,8 +317,8 @@ def _scaling_iterations(kernel, scalings: _Scalings, a, b, tol, max_iters: int) 
 
     def body(scalings):
         v = b / scalings.column_sums_u
-        u = a / (kernel @ v)
-        column_sums_u = u @ kernel
+        u = a / jnp.dot(kernel, v, precision=_HIGHEST)
+        column_sums_u = jnp.dot(u, kernel, precision=_HIGHEST)
         in_range = _in_safe_range(u) & _in_safe_range(v)
         stepped = scalings._replace(
             u=u,
@@ -328,14 +366,18 @@ def _sinkhorn_dense(
         lambda carry: ~_done(carry[1], tol, max_iters), restart_in_log_domain, (kernel, scalings)
     )
 
+    valid = _valid_parameters(epsilon, sample_marginals, prototype_marginals)
+    valid &= jnp.all(jnp.isfinite(scores))
     if return_plan:
         result = kernel * (total * scalings.u)[:, None] * scalings.v[None, :]
     else:
         result = kernel * (scalings.u / a)[:, None] * scalings.v[None, :]
+    result = jnp.where(valid, result, jnp.nan)
     if not return_info:
         return result
-    converged = scalings.error < tol if use_tol else jnp.isfinite(scalings.error)
-    return result, SinkhornInfo(scalings.num_iters, scalings.error, converged)
+    error = jnp.where(valid, scalings.error, jnp.nan)
+    converged = error < tol if use_tol else jnp.isfinite(error)
+    return result, SinkhornInfo(scalings.num_iters, error, converged)
 
 
 def sinkhorn(
@@ -381,6 +423,7 @@ def sinkhorn(
                             prototype_marginals=class_prior, return_plan=True, return_info=True)
     """
     scores = jnp.asarray(scores)  # one copy for NumPy input, none for a jax.Array
+    sample_marginals, prototype_marginals = _as_marginal(sample_marginals), _as_marginal(prototype_marginals)
     _validate(scores, epsilon, num_iters, tol, max_iters, sample_marginals, prototype_marginals)
     use_tol = tol is not None
     return _sinkhorn_dense(
@@ -471,7 +514,7 @@ def _sinkhorn_labels_chunked(
             row_sums = jnp.sum(shifted, axis=1)
             f_rows = epsilon * (jnp.log(a_rows) - row_max - jnp.log(row_sums))
             weights = jnp.where(owned, a_rows / row_sums, 0.0)
-            column_sums = column_sums + weights @ shifted
+            column_sums = column_sums + jnp.dot(weights, shifted, precision=_HIGHEST)
             return jax.lax.dynamic_update_slice_in_dim(f, f_rows, start, axis=0), column_sums
 
         init = (jnp.zeros((num_samples,)), jnp.zeros((num_prototypes,)))
@@ -503,16 +546,104 @@ def _sinkhorn_labels_chunked(
     )
     _, g, _, num_iters, error = jax.lax.while_loop(not_done, iteration, init)
 
-    def labels_of_block(block, labels):
-        rows, start, _ = _row_block(scores, block, chunk, num_samples, dtype)
-        block_labels = jnp.argmax(rows + g[None, :], axis=1).astype(jnp.int32)
-        return jax.lax.dynamic_update_slice_in_dim(labels, block_labels, start, axis=0)
+    def labels_of_block(block, carry):
+        labels, tie_counts, finite = carry
+        rows, start, owned = _row_block(scores, block, chunk, num_samples, dtype)
+        block_labels, tie_counts = _spread_ties(rows, owned, g, epsilon, b, tie_counts, num_samples)
+        previous = jax.lax.dynamic_slice_in_dim(labels, start, chunk)
+        block_labels = jnp.where(owned, block_labels, previous)  # rows of the previous block
+        labels = jax.lax.dynamic_update_slice_in_dim(labels, block_labels, start, axis=0)
+        return labels, tie_counts, finite & jnp.all(jnp.isfinite(rows))
 
-    labels = jax.lax.fori_loop(0, num_blocks, labels_of_block, jnp.zeros((num_samples,), jnp.int32))
+    init = (jnp.zeros((num_samples,), jnp.int32), jnp.zeros((num_prototypes,), jnp.int32), jnp.array(True))
+    labels, _, finite = jax.lax.fori_loop(0, num_blocks, labels_of_block, init)
+    valid = finite & _valid_parameters(epsilon, sample_marginals, prototype_marginals)
+    labels = jnp.where(valid, labels, -1)
     if not return_info:
         return labels
+    error = jnp.where(valid, error, jnp.nan)
     converged = error < tol if use_tol else jnp.isfinite(error)
     return labels, SinkhornInfo(num_iters, error, converged)
+
+
+def _add_mod(x: jax.Array, y: jax.Array, modulus: int) -> jax.Array:
+    """(x + y) mod modulus for uint32 x, y < modulus <= 2**31 (the sum fits in uint32)."""
+    total = x + y
+    return jnp.where(total >= modulus, total - jnp.uint32(modulus), total)
+
+
+def _lattice_step(num_samples: int) -> int:
+    """A multiplier P in [1, N) coprime with N whose ratio P / N has small continued-fraction
+    terms (a good rank-1 lattice), searched within 256 of N / golden ratio."""
+    center = int(np.rint(num_samples * (np.sqrt(5.0) - 1.0) / 2.0))
+
+    def largest_term(step: int) -> int:
+        numerator, denominator, largest = num_samples, step, 0
+        while denominator:
+            largest = max(largest, numerator // denominator)
+            numerator, denominator = denominator, numerator % denominator
+        return largest
+
+    candidates = range(max(1, center - 256), min(num_samples - 1, center + 256) + 1)
+    coprime = [step for step in candidates if np.gcd(step, num_samples) == 1]
+    return min(coprime, key=lambda step: (largest_term(step), abs(step - center)), default=1)
+
+
+def _stratified_points(ranks: jax.Array, num_samples: int) -> jax.Array:
+    """Points ``u_r = ((r * P) mod N + 1/2) / N`` in (0, 1) for int ranks ``r`` in [0, N).
+
+    P is coprime with N (_lattice_step), so ``r -> r * P mod N`` permutes [0, N): ranks 0..N-1
+    together hit every cell of the grid ``(k + 1/2) / N`` once, and since P / N has small
+    continued-fraction terms, any run of consecutive ranks is spread evenly over (0, 1) too.
+    The product is formed by binary doubling in uint32 (no 64-bit integers under jax's defaults).
+    """
+    step = _lattice_step(num_samples)
+    addend = ranks.astype(jnp.uint32)
+    product = jnp.zeros_like(addend)
+    for bit in range(step.bit_length()):
+        if step >> bit & 1:
+            product = _add_mod(product, addend, num_samples)
+        addend = _add_mod(addend, addend, num_samples)
+    return (product.astype(jnp.float32) + 0.5) / num_samples
+
+
+def _spread_ties(
+    rows, owned, g, epsilon, b, tie_counts, num_samples: int
+) -> tuple[jax.Array, jax.Array]:
+    """Labels ``argmax_j Q_ij`` (int32 [n]) of a block of rows [n, K], with ties spread by b.
+
+    Column j ties with the argmax j* of ``S_ij + g_j`` when ``log(Q_ij / b_j)`` is within
+    ``_TIE_RTOL`` (relative) of ``log(Q_ij* / b_j*)``: the row's scores cannot tell the columns
+    apart beyond their masses (for equipartition: the plan is flat across them). The rows whose
+    tie set T_i has several columns are ranked, in row order, among those with the same j*
+    (``tie_counts`` [K]: such rows in earlier blocks, per j*; ``owned`` [n] masks rows that an
+    earlier block covered). The row of rank r takes the column of T_i at position
+    ``u_r`` (_stratified_points) of the masses ``b_j`` of T_i laid end to end. A row without ties
+    keeps j* exactly (all the mass lies on j*, and the position is clamped below it). When m rows
+    tie the same way, they take the first m lattice points: all N grid points ``(k + 1/2) / N``
+    when m = N (e.g. equal or all-zero scores), so column j gets N times its share of T's mass
+    rounded up or down (equal counts up to 1 for equipartition, counts within 1 of ``N b_j`` for
+    ``prototype_marginals`` b); evenly spread points otherwise. Deterministic and independent of
+    the chunk size. Returns the labels and the updated ``tie_counts``.
+    """
+    exponents = rows + g[None, :]
+    winner = jnp.argmax(exponents, axis=1)
+    log_b = epsilon * jnp.log(b)
+    relative = exponents - log_b[None, :]  # epsilon * log(Q_ij / b_j) - f_i
+    winning = jnp.take_along_axis(relative, winner[:, None], axis=1)
+    magnitude = jnp.take_along_axis(jnp.abs(rows), winner[:, None], axis=1)
+    magnitude = magnitude + jnp.abs(g[winner])[:, None] + jnp.abs(log_b[winner])[:, None]
+    tied = jnp.abs(relative - winning) <= _TIE_RTOL * magnitude
+    spread = owned & (jnp.sum(tied, axis=1) > 1)
+    groups = (winner[:, None] == jnp.arange(b.shape[0])[None, :]) & spread[:, None]  # [n, K]
+    earlier = jnp.cumsum(groups, axis=0, dtype=jnp.int32) - groups  # same-j* rows before, per block
+    ranks = tie_counts[winner] + jnp.take_along_axis(earlier, winner[:, None], axis=1)[:, 0]
+    cumulative = jnp.cumsum(jnp.where(tied, b[None, :], 0.0), axis=1)
+    # u < 1 - 2**-24 keeps the position strictly below the total mass of the tie set.
+    position = jnp.minimum(_stratified_points(ranks, num_samples), 1.0 - 2.0**-24)
+    position = position[:, None] * cumulative[:, -1:]
+    labels = jnp.argmax(cumulative > position, axis=1).astype(jnp.int32)
+    return labels, tie_counts + jnp.sum(groups, axis=0, dtype=jnp.int32)
 
 
 def _readable_in_blocks(scores: jax.Array) -> jax.Array:
@@ -572,6 +703,12 @@ def sinkhorn_labels(
     through a zero-copy uint16 view. Under an outer ``jit`` on the CPU, use float16 instead
     (sliced natively) or call this function outside ``jit``.
 
+    Ties follow the column masses: columns whose ``Q_ij / b_j`` equals the argmax's (to about 10
+    float32 ulps) share its rows in proportion to ``b_j``, deterministically (the tied rows of
+    each argmax column take, in row order, successive points of a lattice over the masses). Equal
+    scores for all N rows thus give label counts within 1 of ``N b_j`` (equal counts for
+    equipartition) instead of label 0 everywhere; rows without such a tie keep their argmax.
+
     Args:
       scores: ``[N, K]`` scores, e.g. SeLa's log-softmax outputs, any float dtype.
       epsilon: entropic temperature (SeLa: ``1 / lambda``, lambda = 25 on ImageNet).
@@ -580,7 +717,8 @@ def sinkhorn_labels(
       return_info: also return a :class:`SinkhornInfo`.
 
     Returns:
-      int32 ``[N]`` labels in ``[0, K)``, plus ``SinkhornInfo`` if ``return_info``.
+      int32 ``[N]`` labels in ``[0, K)`` (all -1 for invalid traced input, see the module
+      docstring), plus ``SinkhornInfo`` if ``return_info``.
 
     Example::
 
@@ -590,6 +728,7 @@ def sinkhorn_labels(
     if not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise ValueError(f"chunk_size must be a Python int >= 1, got {chunk_size!r}.")
     scores = jnp.asarray(scores)  # one copy for NumPy input, none for a jax.Array
+    sample_marginals, prototype_marginals = _as_marginal(sample_marginals), _as_marginal(prototype_marginals)
     dtype = scores.dtype
     readable = _readable_in_blocks(scores)
     _validate(

@@ -296,6 +296,27 @@ def test_chunked_labels_accept_bfloat16_and_match_reference():
         ),
         (np.zeros((4, 3), np.float32), 0.05, dict(tol=1e-3), "tol was given without max_iters"),
         (np.zeros((4, 3), np.float32), 0.05, dict(num_iters=0), "num_iters must be"),
+        (np.zeros((4, 3), np.float32), np.inf, {}, "epsilon must be > 0 and finite .*got inf"),
+        (np.zeros((4, 3), np.float32), np.nan, {}, "epsilon must be > 0 and finite .*got nan"),
+        (
+            np.zeros((4, 3), np.float32),
+            0.05,
+            dict(prototype_marginals=np.array([0.1, np.inf, 0.5])),
+            "prototype_marginals must be finite and strictly positive, got inf at index 1",
+        ),
+        (
+            np.zeros((4, 3), np.float32),
+            0.05,
+            dict(sample_marginals=[1.0, 1.0, np.nan, -1.0]),
+            "sample_marginals must be finite and strictly positive, got nan at index 2",
+        ),
+        (
+            np.zeros((4, 3), np.float32),
+            0.05,
+            dict(prototype_marginals=(0.5, 0.0, 0.5)),
+            "prototype_marginals must be finite and strictly positive, got 0.0 at index 1",
+        ),
+        (np.zeros((4, 3), np.float32), 0.05, dict(prototype_marginals=[1.0, 1.0]), r"shape \[3\]"),
     ],
 )
 def test_bad_input_raises_clear_value_error(solver, scores, epsilon, kwargs, message):
@@ -325,3 +346,173 @@ def test_import_pulls_in_jax_only():
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_marginals_accept_lists_tuples_and_numpy_arrays():
+    scores = cosine_scores(51, 40, 4)
+    b = [0.1, 0.2, 0.3, 0.4]
+    ref_plan, _, _ = reference_sinkhorn(scores, 0.05, 30, None, b)
+    plans = [
+        sinkhorn(scores, 0.05, num_iters=30, prototype_marginals=marginals, return_plan=True)
+        for marginals in (b, tuple(b), np.asarray(b), jnp.asarray(b))
+    ]
+    for plan in plans:
+        np.testing.assert_array_equal(plan, plans[-1])
+        assert np.max(np.abs(plan - ref_plan)) <= 1e-6
+    a = tuple(np.full(40, 0.025))
+    np.testing.assert_allclose(
+        sinkhorn(scores, 0.05, num_iters=30, sample_marginals=a, prototype_marginals=b), plans[0] / 0.025, rtol=1e-5
+    )
+    labels = sinkhorn_labels(scores, 0.05, num_iters=30, prototype_marginals=b, chunk_size=16)
+    np.testing.assert_array_equal(labels, np.argmax(ref_plan, axis=1))
+
+
+def _traced(solver, **kwargs):
+    """``solver`` under ``jax.jit`` with the scores, epsilon and both marginals traced."""
+
+    def solve(scores, epsilon, a, b):
+        return solver(scores, epsilon, sample_marginals=a, prototype_marginals=b, return_info=True, **kwargs)
+
+    return jax.jit(solve)
+
+
+_TRACED_SOLVERS = {
+    "sinkhorn": _traced(sinkhorn, tol=1e-3, max_iters=50),
+    "sinkhorn_fixed": _traced(sinkhorn, num_iters=3),
+    "sinkhorn_labels": _traced(sinkhorn_labels, tol=1e-3, max_iters=50, chunk_size=16),
+}
+
+
+@pytest.mark.parametrize("solver", sorted(_TRACED_SOLVERS))
+@pytest.mark.parametrize(
+    "case",
+    [
+        "negative_epsilon",
+        "inf_epsilon",
+        "nan_epsilon",
+        "zero_prototype_marginal",
+        "negative_sample_marginal",
+        "inf_prototype_marginal",
+        "minus_inf_score",
+    ],
+)
+def test_invalid_traced_input_gives_nan_and_not_converged(solver, case):
+    scores = cosine_scores(52, 40, 4)
+    epsilon, a, b = 0.05, np.full(40, 0.25, np.float32), np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    fn = _TRACED_SOLVERS[solver]
+    result, info = fn(scores, np.float32(epsilon), a, b)  # valid traced input: a normal, converged solve
+    assert bool(info.converged) and np.all(np.isfinite(result))
+    if solver == "sinkhorn_labels":
+        ref_plan, _, _ = reference_sinkhorn(scores, epsilon, int(info.num_iters_run), a, b)
+        np.testing.assert_array_equal(result, np.argmax(ref_plan, axis=1))
+    epsilon = {"negative_epsilon": -0.05, "inf_epsilon": np.inf, "nan_epsilon": np.nan}.get(case, epsilon)
+    a = a * np.where(np.arange(40) == 7, -1.0, 1.0) if case == "negative_sample_marginal" else a
+    b = {
+        "zero_prototype_marginal": np.array([1.0, 0.0, 4.0, 5.0]),
+        "inf_prototype_marginal": np.array([1.0, np.inf, 3.0, 4.0]),
+    }.get(case, b)
+    scores = np.where(np.arange(4) == 2, -np.inf, scores) if case == "minus_inf_score" else scores
+    result, info = fn(*(np.asarray(x, np.float32) for x in (scores, epsilon, a, b)))  # one compilation
+    if solver == "sinkhorn_labels":
+        np.testing.assert_array_equal(result, np.full(40, -1, np.int32))  # -1: no label
+    else:
+        assert np.all(np.isnan(result))
+    assert np.isnan(float(info.marginal_error)) and not bool(info.converged)
+
+
+@pytest.mark.parametrize("chunk_size", [96, 2000])  # 96 does not divide N = 1000
+@pytest.mark.parametrize("mode", [dict(num_iters=3), dict(tol=1e-4, max_iters=500)])
+def test_tied_scores_labels_follow_column_masses(chunk_size, mode):
+    labels = sinkhorn_labels(jnp.zeros((1000, 7)), 0.05, chunk_size=chunk_size, **mode)
+    counts = np.bincount(np.asarray(labels), minlength=7)
+    assert counts.sum() == 1000 and counts.max() - counts.min() <= 1, counts
+    b = np.array([1.0, 2.0, 3.0, 4.0]) / 10
+    labels = sinkhorn_labels(
+        jnp.full((1000, 4), -1.3), 1 / 25, prototype_marginals=b, chunk_size=chunk_size, **mode
+    )
+    counts = np.bincount(np.asarray(labels), minlength=4)
+    assert np.max(np.abs(counts - 1000 * b)) <= 1, counts
+
+
+def test_partly_tied_rows_are_spread_and_others_keep_their_argmax():
+    # 500 uninformative rows (equal scores) before 500 informative ones that favour no column
+    # (every row with its 4 cyclic shifts), so the column potentials are equal: the first 500
+    # rows tie across all 4 columns.
+    base = log_softmax_scores(60, 125, 4)
+    informative = np.concatenate([np.roll(base, shift, axis=1) for shift in range(4)])
+    scores = np.concatenate([np.full((500, 4), np.log(0.25), np.float32), informative])
+    labels, info = sinkhorn_labels(
+        jnp.asarray(scores), 1 / 25, tol=1e-4, max_iters=1000, chunk_size=96, return_info=True
+    )
+    labels = np.asarray(labels)
+    plan, _, _ = reference_sinkhorn(scores, 1 / 25, int(info.num_iters_run))
+    np.testing.assert_array_equal(labels[500:], np.argmax(plan[500:], axis=1))
+    assert np.max(np.abs(np.bincount(labels[:500], minlength=4) - 125)) <= 2
+    # Duplicated prototypes: each row ties between the two copies of its best prototype, which
+    # share its rows in proportion to their masses.
+    dup = log_softmax_scores(61, 1000, 3)[:, [0, 0, 1, 1, 2, 2]] - np.float32(np.log(2.0))
+    for b in (None, np.array([1.0, 3.0, 1.0, 3.0, 1.0, 3.0])):
+        labels, info = sinkhorn_labels(
+            jnp.asarray(dup), 1 / 25, tol=1e-4, max_iters=1000, prototype_marginals=b, chunk_size=96,
+            return_info=True,
+        )
+        labels = np.asarray(labels)
+        plan, _, _ = reference_sinkhorn(dup, 1 / 25, int(info.num_iters_run), None, b)
+        np.testing.assert_array_equal(labels // 2, np.argmax(plan, axis=1) // 2)
+        pairs = np.bincount(labels, minlength=6).reshape(3, 2)
+        share = np.array([0.5, 0.5]) if b is None else b[:2] / b[:2].sum()
+        assert np.max(np.abs(pairs - pairs.sum(axis=1, keepdims=True) * share)) <= 2, pairs
+
+
+@pytest.mark.parametrize("marginals", [None, random_marginals(62, 10, 1.0)])
+def test_labels_on_untied_scores_equal_reference_argmax(marginals):
+    scores = log_softmax_scores(63, 1000, 10)
+    labels, info = sinkhorn_labels(
+        jnp.asarray(scores), 1 / 25, tol=1e-4, max_iters=2000, prototype_marginals=marginals,
+        chunk_size=96, return_info=True,
+    )
+    plan, _, _ = reference_sinkhorn(scores, 1 / 25, int(info.num_iters_run), None, marginals)
+    np.testing.assert_array_equal(labels, np.argmax(plan, axis=1))
+
+
+def test_tie_spreading_is_the_same_under_jit_and_sharding():
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    sharding = NamedSharding(mesh, PartitionSpec("data", None))
+    scores = jnp.zeros((1000, 7))
+    eager = sinkhorn_labels(scores, 0.05, tol=1e-4, max_iters=100, chunk_size=96)
+    solve = jax.jit(lambda s: sinkhorn_labels(s, 0.05, tol=1e-4, max_iters=100, chunk_size=96))
+    np.testing.assert_array_equal(solve(jax.device_put(scores, sharding)), eager)
+    counts = np.bincount(np.asarray(eager), minlength=7)
+    assert counts.max() - counts.min() <= 1, counts
+
+
+def test_results_do_not_depend_on_default_matmul_precision():
+    scores = cosine_scores(64, 100, 12)
+    b = random_marginals(65, 12, 1.0)
+
+    def solve():
+        plan, info = sinkhorn(
+            scores, 0.05, tol=1e-5, max_iters=2000, prototype_marginals=b, return_plan=True, return_info=True
+        )
+        labels = sinkhorn_labels(scores, 0.05, tol=1e-5, max_iters=2000, prototype_marginals=b, chunk_size=32)
+        return plan, int(info.num_iters_run), labels
+
+    plan, iters, labels = solve()
+    previous = jax.config.jax_default_matmul_precision
+    jax.config.update("jax_default_matmul_precision", "bfloat16")  # the lowest setting
+    try:
+        plan_low, iters_low, labels_low = solve()
+        programs = [
+            jax.jit(lambda s: sinkhorn(s, 0.05, tol=1e-5, max_iters=20)).lower(scores).as_text(),
+            jax.jit(lambda s: sinkhorn_labels(s, 0.05, num_iters=3, chunk_size=32)).lower(scores).as_text(),
+        ]
+    finally:
+        jax.config.update("jax_default_matmul_precision", previous)
+    dots = [line for program in programs for line in program.splitlines() if "dot_general" in line]
+    assert len(dots) >= 3 and all("precision = [HIGHEST, HIGHEST]" in line for line in dots), dots
+    assert iters_low == iters
+    assert np.max(np.abs(plan_low - plan)) <= 1e-6
+    np.testing.assert_array_equal(labels_low, labels)
+    ref_plan, _, _ = reference_sinkhorn(scores, 0.05, iters, None, b)
+    assert np.max(np.abs(plan_low - ref_plan)) <= 1e-5 / 100  # entries are ~1 / (100 * 12)
+    np.testing.assert_array_equal(labels_low, np.argmax(ref_plan, axis=1))
