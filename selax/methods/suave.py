@@ -78,7 +78,7 @@ def loss_fn(hp: HParams, params: Any, inputs: StepInputs):
 
     unlabeled_rows, extras, unlabeled_metrics = swav.unlabeled_loss(
         hp,
-        params["head"]["prototypes"],
+        params,
         inputs.extras,
         outputs[1:],
         len(unlabeled_views),

@@ -95,7 +95,7 @@ def unlabeled_crops(hp: HParams, unlabeled_views: list[jnp.ndarray], key: jax.Ar
 
 def unlabeled_loss(
     hp: HParams,
-    prototypes: jnp.ndarray,
+    params: Any,
     extras: Any,
     outputs: list[dict[str, jnp.ndarray]],
     num_views: int,
@@ -104,11 +104,13 @@ def unlabeled_loss(
 ):
     """`(rows, extras, metrics)` of the network `outputs` on `unlabeled_crops` (the first `num_views` are the
     views, then the mixed copies): per-row swapped-prediction cross-entropies (then the mixed copies'
-    against the mix of the next global view's targets), the queue with the new global embeddings in front.
-    `prototypes [E, K]`."""
+    against the mix of the next global view's targets), the queue with the new global embeddings in front
+    (scored against the prototypes `params['head']['prototypes'] [E, K]`)."""
     views, mixed = outputs[:num_views], outputs[num_views:]
     use_queue = step >= hp.queue_start_step
-    queue_scores = [extras["queue"][i] @ prototypes if extras else None for i in range(hp.num_global_views)]
+    queue_scores = [None] * hp.num_global_views
+    if extras:
+        queue_scores = [extras["queue"][i] @ params["head"]["prototypes"] for i in range(hp.num_global_views)]
     targets = [
         assignments(hp, views[i]["head_scores"], queue_scores[i], use_queue) for i in range(hp.num_global_views)
     ]
@@ -133,7 +135,7 @@ def loss_fn(hp: HParams, params: Any, inputs: StepInputs):
     crops, mix_weight = unlabeled_crops(hp, unlabeled_views, inputs.rng)
     outputs, batch_stats = forward_crops(inputs.apply_fn, params, inputs.batch_stats, crops, train=True)
     rows, extras, metrics = unlabeled_loss(
-        hp, params["head"]["prototypes"], inputs.extras, outputs, len(unlabeled_views), mix_weight, inputs.step
+        hp, params, inputs.extras, outputs, len(unlabeled_views), mix_weight, inputs.step
     )
     return jnp.mean(rows), (batch_stats, extras, metrics)
 
