@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from selax.data import augment as A
 
-DIGITS = A.defaults("digits")
+DIGITS = A.DIGITS
 
 
 def _draws(**values):
@@ -142,14 +142,17 @@ def test_eval_transform_resizes_crops_and_normalizes():
     )
 
 
-def test_defaults_cover_the_datasets_and_reject_unknown_names():
-    imagenet = A.defaults("imagenet2012").multi_crop
+def test_every_dataset_names_a_recipe_and_unknown_names_are_refused():
+    from selax.data import datasets
+
+    imagenet = datasets.get("imagenet2012").augment.multi_crop
     assert imagenet.num_global == 2 and imagenet.global_views[0].size == 224
     assert imagenet.num_local == 6 and imagenet.local_view.size == 96
-    assert A.defaults("imagenet2012_8local").multi_crop.num_local == 8
+    assert A.imagenet(num_local=8).multi_crop.num_local == 8
     assert all(v.flip_prob == 0 for v in DIGITS.multi_crop.global_views)
-    with pytest.raises(ValueError, match="known"):
-        A.defaults("mnist")
+    assert datasets.get("digits_longtail").augment is DIGITS and datasets.get("cifar100").augment is A.CIFAR100
+    with pytest.raises(ValueError, match="Unknown dataset 'mnist'. Known datasets"):
+        datasets.get("mnist")
 
 
 def test_multi_crop_on_a_sharded_batch_matches_unsharded(jitted_multi_crop):

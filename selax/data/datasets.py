@@ -633,7 +633,11 @@ def get(name: str) -> Dataset:
     """The registry entry of dataset ``name``; ValueError listing the known ones otherwise."""
     if name not in DATASETS:
         known = "\n".join(f"  {key}: {entry.description}" for key, entry in DATASETS.items())
-        raise ValueError(f"Unknown dataset {name!r}. Known datasets:\n{known}")
+        raise ValueError(
+            f"Unknown dataset {name!r}. Known datasets:\n{known}\n  {IMAGE_FOLDER}: your images,"
+            " root_dir/<class>/*.jpg, read with data_source / load_arrays and an ImageFolder (not yet a"
+            " config.dataset.name)"
+        )
     return DATASETS[name]
 
 
