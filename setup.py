@@ -26,9 +26,9 @@ setup(
         "test": ["pytest>=8,<10", "nbclient>=0.10,<0.11", "nbformat>=5.10,<6", "ipykernel>=6.29,<8"],
         # Preparing official tfds datasets (cifar100, imagenet2012, imagenet2012_subset) needs TensorFlow.
         "tf": ["tensorflow>=2.16,<3"],
-        # Converting PyTorch checkpoints (selax.models.convert) and the PyTorch equivalence tests.
-        # 2.13.0 is the CPU build this project is tested with.
-        "convert": ["torch==2.13.0"],
+        # Converting PyTorch checkpoints (selax.models.convert) both ways and the PyTorch equivalence tests.
+        # 2.13.0 is the CPU build this project is tested with; safetensors reads and writes without torch.
+        "convert": ["torch==2.13.0", "safetensors>=0.4,<1"],
         # The peers the benchmarks compare against.
         "bench": ["ott-jax>=0.6,<0.7", "pot>=0.9.5,<0.10", "torch==2.13.0", "psutil>=5.9"],
     },

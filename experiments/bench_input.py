@@ -4,10 +4,10 @@ Synthetic JPEGs of ImageNet size (500 x 375) are written with PIL to a temporary
 
   (a) host decode + augment: PIL decode, then per view random resized crop, flip, colour jitter,
       grayscale, Gaussian blur, solarize with PIL/NumPy, normalize to float32 (1 process, 1 core);
-  (b) host decode to 256 x 256 uint8 (`selax.data.datasets.decode_square`: the host part), then
+  (b) host decode to 256 x 256 uint8 (`selax.data.readers.decode_square`: the host part), then
       `selax.data.augment.multi_crop` jitted on the JAX default device (CPU here: a lower bound
       for an accelerator);
-  (c) the training loader itself, `selax.data.datasets.gather_encoded`, which decodes (b)'s host
+  (c) the training loader itself, `selax.data.readers.gather_encoded`, which decodes (b)'s host
       part in a pool of one thread per host core, over an in-memory source of the same JPEG bytes:
       images/s on all the host's cores, and its scaling efficiency (the rate over cores x (b)).
 
@@ -34,7 +34,7 @@ import jax
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from selax.data import augment, datasets
+from selax.data import augment, readers
 
 RECIPE = augment.imagenet(num_local=8).multi_crop
 
@@ -98,9 +98,9 @@ def host_multi_crop(paths: list[str], seed: int = 0) -> float:
 
 def host_decode_resize(paths: list[str], size: int = 256) -> tuple[float, np.ndarray]:
     """Seconds to decode every path to [size, size, 3] uint8 as the training host loader does
-    (`selax.data.datasets.decode_square`: shorter side to size, centre crop); the batch."""
+    (`selax.data.readers.decode_square`: shorter side to size, centre crop); the batch."""
     start = time.perf_counter()
-    batch = np.stack([datasets.decode_square(path, size) for path in paths])
+    batch = np.stack([readers.decode_square(path, size) for path in paths])
     return time.perf_counter() - start, batch
 
 
@@ -118,9 +118,9 @@ class EncodedSource:
 
 
 def threaded_gather(source: EncodedSource, count: int, size: int = 256) -> float:
-    """Seconds for `selax.data.datasets.gather_encoded` to decode `count` images to [size, size, 3]."""
+    """Seconds for `selax.data.readers.gather_encoded` to decode `count` images to [size, size, 3]."""
     start = time.perf_counter()
-    datasets.gather_encoded(source, np.arange(count), size)
+    readers.gather_encoded(source, np.arange(count), size)
     return time.perf_counter() - start
 
 

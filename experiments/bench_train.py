@@ -22,7 +22,7 @@ unlabeled images/s = Bu / t and labeled images/s = Bl / t.
 Input rate: ``Experiment.load_batch`` (index streams, the split readers, transfer to the devices) on
 the synthetic readers, in (Bu + Bl) images/s. For CIFAR-100 this is the real path (selax holds it in
 memory). For ImageNet the real reader also decodes each JPEG on the host, in a pool of one thread per
-host core (``selax.data.pipeline.gather_encoded``), while the previous step runs; that loader's rate
+host core (``selax.data.readers.gather_encoded``), while the previous step runs; that loader's rate
 on this host, measured by ``experiments/bench_input.py`` (``experiments/results/bench_input.json``,
 row (c)), is the input rate. A run is input-bound when the input rate is below the step's
 (Bu + Bl) / t.
@@ -57,7 +57,7 @@ import ml_collections
 import numpy as np
 
 from selax import sharding, train
-from selax.data import augment, datasets
+from selax.data import augment, datasets, readers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -78,7 +78,7 @@ def load_config(file_name: str, arg: str | None) -> ml_collections.ConfigDict:
     return module.get_config(arg)
 
 
-def synthetic_reader(size: int, num_classes: int, image_size: int, seed: int) -> datasets.SplitReader:
+def synthetic_reader(size: int, num_classes: int, image_size: int, seed: int) -> readers.SplitReader:
     """A `SplitReader` of `size` positions over a pool of `POOL_SIZE` random uint8 images [S, S, 3]."""
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (POOL_SIZE, image_size, image_size, 3), dtype=np.uint8)
@@ -88,7 +88,7 @@ def synthetic_reader(size: int, num_classes: int, image_size: int, seed: int) ->
         rows = np.asarray(positions) % POOL_SIZE
         return images[rows], labels[rows]
 
-    return datasets.SplitReader(size, num_classes, (image_size, image_size, 3), read)
+    return readers.SplitReader(size, num_classes, (image_size, image_size, 3), read)
 
 
 def scaled(size: int, scale: float, multiple: int = 1) -> int:
@@ -131,17 +131,18 @@ def bench_recipe(
     for field in ("unlabeled", "labeled", "eval"):
         config.batch[field] = scaled(config.batch[field], args.batch_scale, mesh.size)
     stored_size = scaled(image_size, args.image_scale)
-    readers = (
+    recipe = datasets.get(config.dataset.name).augment
+    splits = datasets.Splits(
         synthetic_reader(train_size, num_classes, stored_size, seed=0),
         synthetic_reader(labeled_size, num_classes, stored_size, seed=1),
         synthetic_reader(POOL_SIZE, num_classes, stored_size, seed=2),
+        recipe,
     )
     with (
-        mock.patch.object(datasets, "open_splits", lambda *a, **k: readers),
+        mock.patch.object(datasets, "open_splits", lambda *a, **k: splits),
         mock.patch.object(augment, "specs_from_config", scaled_augment_specs(args.image_scale)),
     ):
         experiment = train.Experiment(config, mesh)
-    recipe = datasets.get(config.dataset.name).augment
     crop_spec, labeled_spec, _ = scaled_augment_specs(args.image_scale)(recipe, config.augment)
     state = experiment.init_state()
     batches = [experiment.load_batch(step) for step in range(args.steps + 1)]

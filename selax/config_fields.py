@@ -18,10 +18,12 @@ from ml_collections.config_dict import placeholder
 
 from selax.methods import get_method
 from selax.methods.base import config_defaults
-from selax.models import get_encoder
+from selax.data.datasets import IMAGE_FOLDER
+from selax.models import encoder_for_image_size, get_encoder
 
 # The `:smoke` variant: a few steps on the embedded digits, logging, evaluating and checkpointing on the way.
 SMOKE_STEPS = 6
+SMOKE_IMAGE_SIZE = 8
 SMOKE_BATCH = dict(unlabeled=64, labeled=16, eval=128)
 
 
@@ -76,9 +78,24 @@ def base(method: str) -> ml_collections.ConfigDict:
     config.method = method
     config.seed = 0
     config.state_sharding = "replicated"  # "fsdp": params, optimizer state and extras split over devices.
-    # unlabeled_classes: classes with no labeled example, left for the extra prototypes to discover.
+    # labels_per_class: labeled images per class (0: every labeled image); unlabeled_classes: classes
+    # with no labeled example, left for the extra prototypes to discover; image_size: the side images are
+    # decoded to on the host (None: the dataset's own; an image folder's from its images). The folders
+    # and switches of `image_folder` (selax.data.folders, configs/folder.py): train_dir, test_dir (None:
+    # hold out test_fraction of train_dir, by split_seed), unlabeled_dir, strict_images (an undecodable
+    # file is an error instead of skipped).
     config.dataset = dict(
-        name="digits", data_dir=placeholder(str), labels_per_class=2, split_seed=0, unlabeled_classes=()
+        name="digits",
+        data_dir=placeholder(str),
+        labels_per_class=2,
+        split_seed=0,
+        unlabeled_classes=(),
+        image_size=placeholder(int),
+        train_dir=placeholder(str),
+        test_dir=placeholder(str),
+        unlabeled_dir=placeholder(str),
+        test_fraction=0.2,
+        strict_images=False,
     )
     config.model = dict(
         encoder="small_cnn",
@@ -90,6 +107,8 @@ def base(method: str) -> ml_collections.ConfigDict:
     config.augment = augment_overrides()
     config.batch = dict(unlabeled=256, labeled=40, eval=256)  # labeled=0: no labeled stream.
     config.num_steps = 600
+    # Set: the run lasts max(num_steps, ceil(num_epochs * training images / batch.unlabeled)) steps.
+    config.num_epochs = placeholder(float)
     config.optimizer = dict(
         name="sgd",
         base_lr=0.1,
@@ -106,6 +125,7 @@ def base(method: str) -> ml_collections.ConfigDict:
     config.log_every_steps = 50
     config.eval_every_steps = 200  # 0: only the final evaluation.
     config.checkpoint = dict(every_steps=200, keep=2)
+    config.pictures = True  # At the end: embedding map, confusion matrix or cluster gallery (selax.pictures).
     return config
 
 
@@ -153,12 +173,16 @@ def _scaled_steps(steps: int, num_steps: int) -> int:
 
 
 def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The `:smoke` variant of any config: `SMOKE_STEPS` CPU steps on the embedded digits with a tiny member
-    of its encoder family, keeping its method, optimizer and schedule shape, so that every shipped config
+    """The `:smoke` variant of any config: `SMOKE_STEPS` CPU steps on the embedded digits (an image folder:
+    on its images at `SMOKE_IMAGE_SIZE` pixels) with a tiny member of its encoder family, keeping its method, optimizer and schedule shape, so that every shipped config
     is exercised end to end by the tests."""
     num_steps = config.num_steps
-    config.dataset.update(name="digits", data_dir=None, labels_per_class=2, unlabeled_classes=())
+    if config.dataset.name == IMAGE_FOLDER:  # The user's folders, at the digits' size.
+        config.dataset.update(image_size=SMOKE_IMAGE_SIZE, labels_per_class=min(config.dataset.labels_per_class, 2))
+    else:
+        config.dataset.update(name="digits", data_dir=None, labels_per_class=2, unlabeled_classes=())
     config.model.init_checkpoint = ""
+    config.model.encoder = config.model.encoder or encoder_for_image_size(SMOKE_IMAGE_SIZE)
     dtype = config.model.encoder_kwargs.get("dtype")
     config.model.encoder_kwargs = dict(get_encoder(config.model.encoder).smoke_kwargs)
     if dtype is not None:
@@ -170,7 +194,7 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.augment.num_local = None if num_local is None else min(num_local, 1)
     config.augment.local_size = 4  # Local crops of the 8x8 digits that the tiny ViT's 4-pixel patches tile.
     config.batch = dict(SMOKE_BATCH, labeled=SMOKE_BATCH["labeled"] if config.batch.labeled else 0)
-    config.num_steps = SMOKE_STEPS
+    config.num_steps, config.num_epochs = SMOKE_STEPS, None
     config.optimizer.warmup_steps = _scaled_steps(config.optimizer.warmup_steps, num_steps)
     config.optimizer.decay_boundaries = tuple(
         max(1, _scaled_steps(b, num_steps)) for b in config.optimizer.decay_boundaries
@@ -183,6 +207,7 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             section[field] = _scaled_steps(value, num_steps)
     config.log_every_steps, config.eval_every_steps = 2, 4
     config.checkpoint = dict(every_steps=4, keep=2)
+    config.pictures = False  # A 2-D map takes seconds; the tests that look at pictures ask for them.
     return config
 
 

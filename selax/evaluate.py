@@ -580,7 +580,7 @@ class RunPredictions(Protocol):
 
     `test()`: `features [M, D]`, `head_scores [M, K]` (or `[M, T, K]` for T heads), `linear_logits [M, C]`,
     `labels [M]` of the test split; `labeled()` and `train()`: `features` and `labels` of the labeled
-    training images and of every training image; `cluster_labels()`: the method's pseudo-labels `[T, N]` of
+    training images and of every training image (label -1 where none is known); `cluster_labels()`: the method's pseudo-labels `[T, N]` of
     the training split, or None.
     """
 
@@ -617,7 +617,9 @@ def classification_metrics(predictions: RunPredictions, knn_k: int, knn_temperat
 def representation_metrics(predictions: RunPredictions, knn_k: int, knn_temperature: float) -> dict[str, float]:
     """`test/knn_top1` and `test/linear_probe_top1` on frozen encoder features with every training label: the
     standard self-supervised protocol."""
-    test, bank = predictions.test(), predictions.train()
+    test, train = predictions.test(), predictions.train()
+    known = train["labels"] >= 0  # An image folder's unlabeled images have no label to probe with.
+    bank = {k: v[known] for k, v in train.items()}
     num_classes = predictions.num_classes
     return {
         "test/knn_top1": knn_top1(
@@ -646,10 +648,11 @@ def clustering_metrics(predictions: RunPredictions, knn_k: int, knn_temperature:
     pseudo_labels = predictions.cluster_labels()
     if pseudo_labels is not None:
         train_labels = predictions.train()["labels"]
+        known = train_labels >= 0
         report.update(
             {
                 f"train/pseudo_label_{k}": v
-                for k, v in clustering_report(pseudo_labels, train_labels).items()
+                for k, v in clustering_report(pseudo_labels[:, known], train_labels[known]).items()
                 if "_head" not in k
             }
         )

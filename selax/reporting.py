@@ -1,9 +1,12 @@
 """What a run reports: a progress line with rate and ETA, TensorBoard scalars, metrics.json and a plot."""
 
+import io
 import json
 import os
 import time
-from typing import Mapping
+from typing import Any, Mapping
+
+import numpy as np
 
 from absl import logging
 
@@ -17,6 +20,7 @@ class Reporter:
     def __init__(self, workdir: str, total_steps: int, *, active: bool = True):
         self._total_steps = total_steps
         self._active = active
+        self._workdir = workdir
         self.history: dict[str, list[tuple[int, float]]] = {}
         self._writer = None
         if active:
@@ -36,6 +40,20 @@ class Reporter:
                 self._writer.add_scalar(name, float(value), step)
         if self._writer is not None:
             self._writer.flush()
+
+    def write_figure(self, step: int, name: str, figure: Any) -> None:
+        """Saves a matplotlib figure as `workdir/<name>.png` and as image `pictures/<name>` in TensorBoard."""
+        if not self._active:
+            return
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", bbox_inches="tight")
+        with open(os.path.join(self._workdir, f"{name}.png"), "wb") as f:
+            f.write(buffer.getvalue())
+        from PIL import Image  # pylint: disable=g-import-not-at-top
+
+        pixels = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+        self._writer.add_image(f"pictures/{name}", pixels, step, dataformats="HWC")
+        self._writer.flush()
 
     def progress(self, step: int, scalars: Mapping[str, float], images_per_step: int) -> float:
         """Logs `step/total loss=... images/s ETA` since the last call; returns the measured images/s."""
@@ -67,8 +85,18 @@ class Reporter:
         self._writer.close()
 
 
+# Panels of `curves.png`, by what a scalar measures: the first whose test matches its name.
+PANELS = (
+    ("losses", lambda name: "loss" in name),
+    ("accuracy, NMI, ARI", lambda name: any(k in name for k in ("top1", "nmi", "ari", "accuracy"))),
+    ("learning rate", lambda name: "learning_rate" in name),
+    ("other", lambda name: True),
+)
+
+
 def plot_curves(history: Mapping[str, list[tuple[int, float]]], path: str) -> None:
-    """One panel per scalar prefix (`train/`, `test/`, ...), each a line per scalar against step.
+    """The scalars with more than one point against step, one panel per kind (`PANELS`); per-head copies
+    of a metric (`*_head<t>`) are left out (their mean and best are drawn).
 
     Drawn on a bare `Figure`, so it leaves pyplot's backend alone (inline plots in notebooks keep working).
     """
@@ -76,19 +104,25 @@ def plot_curves(history: Mapping[str, list[tuple[int, float]]], path: str) -> No
 
     panels: dict[str, list[str]] = {}
     for name in sorted(history):
-        if len(history[name]) > 1:
-            panels.setdefault(name.split("/")[0], []).append(name)
-    fig = Figure(figsize=(5 * max(len(panels), 1), 3.5))
-    axes = fig.subplots(1, max(len(panels), 1), squeeze=False)
-    for ax, (panel, names) in zip(axes[0], panels.items()):
+        if len(history[name]) > 1 and "_head" not in name:
+            title = next(title for title, matches in PANELS if matches(name.split("/", 1)[-1]))
+            panels.setdefault(title, []).append(name)
+    ordered = [(title, panels[title]) for title, _ in PANELS if title in panels]
+    fig = Figure(figsize=(4.6 * max(len(ordered), 1), 4.2))
+    axes = fig.subplots(1, max(len(ordered), 1), squeeze=False)
+    for ax, (title, names) in zip(axes[0], ordered):
         for name in names:
             steps, values = zip(*history[name])
-            ax.plot(steps, values, label=name.split("/", 1)[-1])
-        ax.set_title(panel)
+            ax.plot(steps, values, label=name, linewidth=1.2)
+        values = [v for name in names for _, v in history[name]]
+        if title == "losses" and min(values) > 0 and max(values) / min(values) > 30:
+            ax.set_yscale("log")
+        ax.set_title(title)
         ax.set_xlabel("step")
-        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
 
 
 def _format_duration(seconds: float) -> str:

@@ -6,6 +6,8 @@ The config is read here, at the edge; everything it calls is pure functions of a
 
 import concurrent.futures
 import functools
+import json
+import math
 import os
 import signal
 import time
@@ -19,11 +21,11 @@ import optax
 from absl import logging
 from flax.training import train_state
 
-from selax import evaluate, sharding
+from selax import evaluate, pictures, sharding
 from selax.checkpoint import Checkpointer, load_pretrained
 from selax.data import augment, datasets, pipeline
 from selax.methods import get_method
-from selax.methods.base import Method, RunInfo, StepInputs
+from selax.methods.base import CLASSIFICATION, Method, RunInfo, StepInputs
 from selax.models.network import network_from_config
 from selax.optimizers import optimizer_from_config
 from selax.reporting import Reporter
@@ -173,6 +175,13 @@ def validate_config(config: ml_collections.ConfigDict, method: Method, num_devic
         value = functools.reduce(getattr, field.split("."), config)
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"config.{field}={value!r} must be a whole number >= 1.")
+    if config.num_epochs is not None and not config.num_epochs > 0:
+        raise ValueError(f"config.num_epochs={config.num_epochs!r} must be > 0 (or None: config.num_steps steps).")
+    if not isinstance(config.dataset.labels_per_class, int) or config.dataset.labels_per_class < 0:
+        raise ValueError(
+            f"config.dataset.labels_per_class={config.dataset.labels_per_class!r} must be a whole number >= 0"
+            " (0: every labeled image)."
+        )
     if not isinstance(config.eval_every_steps, int) or config.eval_every_steps < 0:
         raise ValueError(
             f"config.eval_every_steps={config.eval_every_steps!r} must be a whole number >= 0 (0: only the"
@@ -238,15 +247,13 @@ class Experiment:
         self.config, self.mesh = config, mesh
 
         # --- Data ----------------------------------------------------------------------------------
-        dataset = datasets.get(config.dataset.name)
-        self.train, self.labeled, self.test = datasets.open_splits(
-            config.dataset.name,
-            config.dataset.data_dir,
-            labels_per_class=config.dataset.labels_per_class,
-            split_seed=config.dataset.split_seed,
-            unlabeled_classes=tuple(config.dataset.get("unlabeled_classes") or ()),
-        )
-        info = RunInfo(self.train.num_classes, self.train.size, config.num_steps, config.seed)
+        splits = datasets.open_splits(config.dataset.name, config.dataset, config.dataset.data_dir)
+        self.train, self.labeled, self.test = splits.train, splits.labeled, splits.test
+        self.class_names = splits.class_names
+        self.num_steps = config.num_steps
+        if config.num_epochs is not None:  # At least num_steps, and at least num_epochs passes.
+            self.num_steps = max(self.num_steps, math.ceil(config.num_epochs * self.train.size / config.batch.unlabeled))
+        info = RunInfo(self.train.num_classes, self.train.size, self.num_steps, config.seed)
         self.hp = hp = method.hparams_from_config(config.method, config[config.method], info)
         self.unlabeled_stream, self.labeled_stream = pipeline.semi_supervised_streams(
             self.train.size,
@@ -256,11 +263,13 @@ class Experiment:
             config.seed,
         )
         self.update_steps = frozenset(method.update_steps(hp))
-        crop_spec, labeled_spec, self.eval_spec = augment.specs_from_config(dataset.augment, config.augment)
+        crop_spec, labeled_spec, self.eval_spec = augment.specs_from_config(splits.augment, config.augment)
 
         # --- Model and optimizer -------------------------------------------------------------------
-        self.model = network_from_config(config.model, method.build_head(hp), self.train.num_classes)
-        self.optimizer, schedule = optimizer_from_config(config.optimizer, config.num_steps)
+        self.model = network_from_config(
+            config.model, method.build_head(hp), self.train.num_classes, self.train.image_shape[0]
+        )
+        self.optimizer, schedule = optimizer_from_config(config.optimizer, self.num_steps)
 
         # --- Shardings and compiled functions -------------------------------------------------------
         replicated = sharding.replicated(mesh)
@@ -371,9 +380,10 @@ class Experiment:
             self._predictors["eval"], self.eval_variables(state), split, self.mesh, self.config.batch.eval, keys
         )
 
-    def evaluate(self, state: TrainState) -> dict[str, float]:
-        """The metrics of the evaluations the method names (`selax.evaluate.EVALUATIONS`)."""
-        predictions = _RunPredictions(self, state)
+    def evaluate(self, state: TrainState, predictions: "_RunPredictions | None" = None) -> dict[str, float]:
+        """The metrics of the evaluations the method names (`selax.evaluate.EVALUATIONS`), from `predictions`
+        of `state` when given (each split is predicted once)."""
+        predictions = predictions or _RunPredictions(self, state)
         report = {}
         for name in self.method.evaluations:
             report.update(
@@ -381,14 +391,74 @@ class Experiment:
             )
         return report
 
+    def pictures(self, predictions: "_RunPredictions") -> dict[str, Any]:
+        """The run's figures (`selax.pictures`) on the test split: a 2-D map of the features by class (and
+        by the head's cluster, for a clustering method), the confusion matrix of a classifier, and each
+        cluster's most confident images."""
+        test = predictions.test()
+        labels = test["labels"]
+        names = self.class_names or tuple(str(c) for c in range(self.test.num_classes))
+        probabilities = np.asarray(self.method.head_probabilities(self.hp, test["head_scores"]))
+        first_head = probabilities if probabilities.ndim == 2 else probabilities[:, 0]
+        predicted, confidence = first_head.argmax(-1), first_head.max(-1)
+        figures = {}
+        if CLASSIFICATION in self.method.evaluations:
+            figures["embedding_map"] = pictures.embedding_map(test["features"], labels, names, seed=self.config.seed)
+            figures["confusion_matrix"] = pictures.confusion_matrix(labels, predicted, names)
+        else:
+            figures["embedding_map"] = pictures.embedding_map(
+                test["features"], labels, names, clusters=predicted, seed=self.config.seed
+            )
+            shown = pictures.gallery_positions(predicted, confidence)
+            images = np.zeros((self.test.size, *self.test.image_shape), np.uint8)
+            images[shown] = self.test.read(shown)[0]
+            figures["cluster_gallery"] = pictures.cluster_gallery(images, predicted, confidence)
+        return figures
+
+
+CONFIG_FILE = "config.json"
+# Fields whose change makes a workdir's checkpoints another model's: a resume with other values is refused.
+SHAPE_FIELDS = ("method", "model.", "dataset.name")
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: tree}
+
+
+def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Writes the run's config as `workdir/config.json` (what `selax.export` rebuilds the run from). When
+    the workdir already holds one that differs, warns naming the fields, or refuses when a changed field
+    changes what the checkpoints hold (`SHAPE_FIELDS`)."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    current = json.loads(config.to_json_best_effort())
+    if os.path.exists(path):
+        with open(path) as f:
+            previous_flat, current_flat = _flat(json.load(f)), _flat(current)
+        changed = sorted(k for k in previous_flat.keys() | current_flat.keys() if previous_flat.get(k) != current_flat.get(k))
+        details = "\n".join(f"  {k}: {previous_flat.get(k)!r} -> {current_flat.get(k)!r}" for k in changed)
+        if any(k == f or (f.endswith(".") and k.startswith(f)) for k in changed for f in SHAPE_FIELDS):
+            raise ValueError(
+                f"{workdir} holds a run of another model or method:\n{details}\nUse a new --workdir, or the"
+                " workdir's own config."
+            )
+        if changed:
+            logging.warning("Resuming %s with a config that differs from its %s:\n%s", workdir, CONFIG_FILE, details)
+    with open(path + ".tmp", "w") as f:
+        json.dump(current, f, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
+
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Trains and evaluates as `config` says, checkpointing to and resuming from `workdir`."""
     experiment = Experiment(config, sharding.data_mesh())
     is_main = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
+    if is_main:
+        record_config(config, workdir)
     state = experiment.init_state()
-    total_steps = config.num_steps
+    total_steps = experiment.num_steps
 
     # --- Resume ------------------------------------------------------------------------------------
     checkpointer = Checkpointer(
@@ -450,7 +520,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     if checkpointer.latest_step != total_steps:
         checkpointer.save(total_steps, state, force=True)
     checkpointer.close()
-    final = experiment.evaluate(state)
+    predictions = _RunPredictions(experiment, state)
+    final = experiment.evaluate(state, predictions)
+    if is_main and config.pictures:
+        for name, figure in experiment.pictures(predictions).items():
+            reporter.write_figure(total_steps, name, figure)
     final.update(
         {
             "train/steps": total_steps,

@@ -35,3 +35,42 @@ def tfds_data_dir(tmp_path_factory) -> str:
 def loss_of(method_module, hp, apply_fn, params, batch_stats, extras, views, labels, step, rng):
     """`method_module.loss_fn` called on the `StepInputs` of these values."""
     return method_module.loss_fn(hp, params, StepInputs(apply_fn, batch_stats, extras, views, labels, step, rng))
+
+
+def write_image_folders(root) -> dict[str, str]:
+    """Small folders of a user's images under `root`: `train/<class>/` (3 classes: red RGB PNGs, blue
+    JPEGs, grey PNGs of sizes 10-20 px, 8 each, plus a truncated PNG, a text file and a hidden file),
+    `test/<class>/` (3 each) and a nested `unlabeled/` folder (6 images). Returns the three paths."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    colours = {"a_red": (200, 30, 30), "b_blue": (30, 30, 200), "c_grey": (128,)}
+
+    def save(path, colour, index):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        size = (10 + index % 11, 12 + index % 9)
+        noise = rng.integers(-25, 25, (size[1], size[0], len(colour)))
+        pixels = np.clip(np.array(colour)[None, None] + noise, 0, 255).astype(np.uint8)
+        image = Image.fromarray(pixels[..., 0] if len(colour) == 1 else pixels)
+        image.save(path)
+
+    for split, count in (("train", 8), ("test", 3)):
+        for name, colour in colours.items():
+            suffix = ".jpg" if name == "b_blue" else ".png"
+            for index in range(count):
+                save(root / split / name / f"{index:02d}{suffix}", colour, index)
+    (root / "train" / "a_red" / "notes.txt").write_text("not an image")
+    (root / "train" / "b_blue" / ".DS_Store").write_bytes(b"\0\0")
+    broken = (root / "train" / "c_grey" / "00.png").read_bytes()
+    (root / "train" / "c_grey" / "broken.png").write_bytes(broken[: len(broken) // 2])
+    for index in range(6):
+        colour = list(colours.values())[index % 3]
+        save(root / "unlabeled" / f"batch{index % 2}" / f"u{index}.png", colour, index)
+    return {name: str(root / name) for name in ("train", "test", "unlabeled")}
+
+
+@pytest.fixture(scope="session")
+def image_folders(tmp_path_factory) -> dict[str, str]:
+    """`write_image_folders` once per session (read-only: tests that change files make their own)."""
+    return write_image_folders(tmp_path_factory.mktemp("user_images"))

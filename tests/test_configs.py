@@ -50,6 +50,7 @@ def test_every_config_is_covered():
         "sela_default",
         "swav_default",
         "dino_default",
+        "folder",
     } <= set(CONFIGS)
 
 
@@ -71,7 +72,8 @@ def smoke_runs(tmp_path_factory):
     return run
 
 
-@pytest.mark.parametrize("name", [c for c in CONFIGS if c != "default"])  # default: tests/test_train.py
+# default: tests/test_train.py; folder (a user's folders, not the digits): tests/test_export.py.
+@pytest.mark.parametrize("name", [c for c in CONFIGS if c not in ("default", "folder")])
 def test_smoke_variant_trains_end_to_end(smoke_runs, name):
     config, workdir, final = smoke_runs(name)
     with open(workdir / "metrics.json") as f:
@@ -120,7 +122,10 @@ def test_config_arguments_are_typed_and_unknown_ones_refused():
         load_config("imagenet_10pct", "devices=many")
     assert load_config("imagenet_10pct", "smoke,devices=16").num_steps == load_config("default", "smoke").num_steps
     for name in CONFIGS:
-        assert load_config(name, ARGS.get(name, "") + "smoke").dataset.name == "digits"
+        expected = "image_folder" if name == "folder" else "digits"
+        assert load_config(name, ARGS.get(name, "") + "smoke").dataset.name == expected
+    with pytest.raises(ValueError, match="configs/folder.py:simclr: the method must be one of"):
+        load_config("folder", "simclr")
 
 
 def test_cifar100_takes_a_label_count():

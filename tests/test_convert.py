@@ -11,7 +11,17 @@ nn = torch.nn
 F = torch.nn.functional
 
 from selax.models import build_encoder  # pylint: disable=wrong-import-position
-from selax.models.convert import convert_state_dict, load_converted, load_torch_state_dict, main  # pylint: disable=wrong-import-position
+from selax.models.convert import (  # pylint: disable=wrong-import-position
+    convert_state_dict,
+    flax_path,
+    load_converted,
+    load_torch_state_dict,
+    main,
+    save_torch_state_dict,
+    to_flax_layout,
+    torch_name,
+    torch_state_dict,
+)
 from selax.models.heads import Projector  # pylint: disable=wrong-import-position
 
 TINY_VIT = dict(patch_size=4, embed_dim=32, depth=2, num_heads=2, image_size=16)
@@ -278,3 +288,33 @@ def test_loading_refuses_pickled_code(tmp_path):
         load_torch_state_dict(str(tmp_path / "bad.pth"))
     torch.save({"state_dict": {"weight": torch.ones(2)}, "epoch": 3}, tmp_path / "nested.pth")
     assert set(load_torch_state_dict(str(tmp_path / "nested.pth"))) == {"weight"}
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_selax_weights_go_back_to_pytorch_with_the_same_features(torch_resnet50, tmp_path, suffix):
+    if suffix == ".safetensors":
+        pytest.importorskip("safetensors")
+    variables, _ = convert_state_dict("resnet50", numpy_state_dict(torch_resnet50))
+    path = str(tmp_path / f"resnet50{suffix}")
+    save_torch_state_dict(torch_state_dict(variables), path)
+    state_dict = load_torch_state_dict(path)
+    again, _ = convert_state_dict("resnet50", state_dict)
+    assert jax.tree_util.tree_all(jax.tree.map(np.array_equal, again, variables))
+    model = TorchResNet50().eval()
+    missing, unexpected = model.load_state_dict({k: torch.from_numpy(v) for k, v in state_dict.items()}, strict=False)
+    assert sorted(missing) == ["fc.bias", "fc.weight"] and not unexpected
+    images = torch.from_numpy(np.random.default_rng(1).normal(size=(2, 3, 64, 64)).astype(np.float32))
+    with torch.no_grad():
+        np.testing.assert_allclose(model(images).numpy(), torch_resnet50(images).numpy(), rtol=0, atol=1e-5)
+
+
+def test_projector_and_vit_names_invert_the_conversion():
+    for arch, key in [
+        ("swav_resnet50", "projection_head.1.running_var"),
+        ("resnet50", "layer3.2.downsample.1.weight"),
+        ("dino_vits16", "patch_embed.proj.bias"),
+        ("dino_vits16", "blocks.11.attn.qkv.weight"),
+    ]:
+        collection, path = flax_path(arch, key)
+        leaf = to_flax_layout(path[-1], np.zeros((2, 2) if key.endswith("qkv.weight") else (2,)))[0]
+        assert torch_name(collection, (*path[:-1], leaf)) == key

@@ -1,4 +1,4 @@
-"""selax.data.datasets: digits builder, long tail, image folders, official-builder messages."""
+"""selax.data.datasets: digits builder, long tail, the registry's splits, official-builder messages."""
 
 import io
 import os
@@ -13,7 +13,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from tensorflow_datasets.core import registered
 
-from selax.data import datasets
+from selax.data import datasets, readers
 
 
 @pytest.fixture(scope="module")
@@ -79,51 +79,26 @@ def test_digits_longtail_is_a_deterministic_subset(digits, data_dir):
     np.testing.assert_array_equal(test.ids, digits["test"].ids)
 
 
+FIELDS = dict(labels_per_class=2, split_seed=0, unlabeled_classes=())
+
+
 def test_open_splits_leaves_the_unlabeled_classes_out_of_the_labeled_reader(data_dir):
-    train, labeled, test = datasets.open_splits(
-        "digits", data_dir, labels_per_class=2, split_seed=0, unlabeled_classes=(8, 9)
-    )
+    splits = datasets.open_splits("digits", dict(FIELDS, unlabeled_classes=(8, 9)), data_dir)
+    train, labeled = splits.train, splits.labeled
     _, labeled_labels = labeled.read(np.arange(labeled.size))
     np.testing.assert_array_equal(np.bincount(labeled_labels, minlength=10), [2] * 8 + [0, 0])
     _, train_labels = train.read(np.arange(train.size))
     assert train.size == 1257 and {8, 9} <= set(train_labels) and labeled.num_classes == 10
+    assert splits.augment is datasets.get("digits").augment and splits.class_names is None
     with pytest.raises(ValueError, match="unlabeled_classes"):
-        datasets.open_splits(
-            "imagenet2012", data_dir, labels_per_class=0, split_seed=0, unlabeled_classes=(1,)
-        )
+        datasets.open_splits("imagenet2012", dict(FIELDS, unlabeled_classes=(1,)), data_dir)
 
 
-def _save(path, color, size):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, color).save(path)
-
-
-def test_image_folder_decodes_resizes_and_labels(tmp_path):
-    root = tmp_path / "pets"
-    _save(root / "cat" / "a.png", (255, 0, 0), (20, 12))
-    _save(root / "cat" / "b.jpg", (250, 0, 0), (12, 30))
-    _save(root / "dog" / "c.png", (0, 0, 255), (9, 9))
-    _save(tmp_path / "extra" / "sub" / "d.png", (0, 255, 0), (16, 16))
-    (root / "dog" / "notes.txt").write_text("not an image")
-    folder = datasets.ImageFolder(str(root), image_size=8, unlabeled_dir=str(tmp_path / "extra"))
-    train = datasets.load_arrays("image_folder", "train", str(tmp_path / "tfds"), folder=folder)
-    assert train.images.shape == (3, 8, 8, 3) and train.images.dtype == np.uint8
-    np.testing.assert_array_equal(train.labels, [0, 0, 1])
-    assert train.num_classes == 2
-    np.testing.assert_allclose(train.images[0].mean((0, 1)), [255, 0, 0], atol=3)
-    np.testing.assert_allclose(train.images[2].mean((0, 1)), [0, 0, 255], atol=3)
-    unlabeled = datasets.load_arrays("image_folder", "unlabeled", str(tmp_path / "tfds"), folder)
-    np.testing.assert_array_equal(unlabeled.labels, [-1])
-    np.testing.assert_allclose(unlabeled.images[0].mean((0, 1)), [0, 255, 0], atol=3)
-
-
-def test_image_folder_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="subfolder of images per class"):
-        datasets.load_arrays(
-            "image_folder", "train", str(tmp_path), datasets.ImageFolder(str(tmp_path / "missing"))
-        )
-    with pytest.raises(ValueError, match="folder=ImageFolder"):
-        datasets.load_arrays("image_folder", "train", str(tmp_path))
+def test_labels_per_class_0_labels_every_training_image_but_the_unlabeled_classes(data_dir):
+    labeled = datasets.open_splits("digits", dict(FIELDS, labels_per_class=0, unlabeled_classes=(3,)), data_dir).labeled
+    _, labels = labeled.read(np.arange(labeled.size))
+    counts = np.bincount(datasets.load_arrays("digits", "train", data_dir).labels, minlength=10)
+    np.testing.assert_array_equal(np.bincount(labels, minlength=10), np.where(np.arange(10) == 3, 0, counts))
 
 
 def test_unknown_name_lists_known_datasets():
@@ -226,7 +201,7 @@ def test_encoded_source_decodes_to_squares_on_the_host(tmp_path):
     _prepare_fake_cifar100(tmp_path)
     source = datasets.data_source("cifar100", "train", str(tmp_path), encoded_images=True)
     assert isinstance(source[0]["image"], bytes)
-    batch = datasets.gather_encoded(source, np.array([2, 0]), image_size=16)
+    batch = readers.gather_encoded(source, np.array([2, 0]), image_size=16)
     assert batch["images"].shape == (2, 16, 16, 3) and batch["images"].dtype == np.uint8
     levels = {int(record["label"]) // 3 * 10 for record in source.__getitems__([2, 0])}
     assert {int(v) for v in batch["images"][:, 8, 8, 0]} == levels

@@ -6,12 +6,13 @@ them; they are jittable with the spec as a static argument (specs are frozen, ha
 dataclasses). Results do not depend on how the batch is sharded over devices. Images are float32
 [B, H, W, C] in [0, 1] (uint8 inputs are scaled by 1/255); C is 3 (RGB) or 1 (grey: only
 brightness and contrast jitter apply, grayscale is a no-op). Host-side ImageNet images arrive as
-fixed-size squares (`selax.data.datasets.decode_square`, e.g. 256 px) so they batch.
+fixed-size squares (`selax.data.readers.decode_square`, e.g. 256 px) so they batch.
 
 Recipes: `multi_crop` (global + local views, SwAV/DINO style), `light_augment` (labeled images),
 `eval_transform` (resize + centre crop, normalize), `training_view_at_positions` (one training view per
 image, drawn from its position: SeLa's label step). `imagenet`, `CIFAR100` and `DIGITS` are the
-recipes the dataset registry (`selax.data.datasets.DATASETS`) names; `config.augment` overrides them.
+recipes the dataset registry (`selax.data.datasets.DATASETS`) names, `for_image_size` an image folder's;
+`config.augment` overrides them.
 
 Colour jitter applies brightness, contrast, saturation and hue in that fixed order (torchvision
 draws a random order), with factors uniform in [1 - 0.8 s, 1 + 0.8 s] and a hue shift uniform in
@@ -399,44 +400,88 @@ def eval_transform(images: jax.Array, spec: EvalSpec) -> jax.Array:
     return normalize(images, spec.mean, spec.std)
 
 
-def imagenet(num_local: int) -> DatasetAugment:
-    """DINO-style ImageNet recipe: 2 x 224 global views (blur 1.0 / blur 0.1 + solarize 0.2) and
-    `num_local` x 96 local crops; labeled images a light random resized crop; eval 256 then 224."""
-    global_view = ViewSpec(224, scale=(0.14, 1.0), blur_prob=1.0)
+SMALL_IMAGE_MAX = 64  # Images up to this side get `small_images`' recipe, larger ones `large_images`'.
+
+
+def _multiple_of_16(pixels: float) -> int:
+    return max(16, round(pixels / 16) * 16)
+
+
+def large_images(size: int, num_local: int, mean: tuple[float, ...], std: tuple[float, ...]) -> DatasetAugment:
+    """DINO-style recipe for images stored as `size` squares: 2 global views of 7/8 of the side (blur 1.0 /
+    blur 0.1 + solarize 0.2) and `num_local` local views of 3/8 (both multiples of 16, as ViT patches
+    need); labeled images a light random resized crop; eval the centre 7/8."""
+    global_size, local_size = _multiple_of_16(size * 7 / 8), _multiple_of_16(size * 3 / 8)
+    global_view = ViewSpec(global_size, scale=(0.14, 1.0), blur_prob=1.0)
     return DatasetAugment(
         multi_crop=MultiCropSpec(
             global_views=(
                 global_view,
                 dataclasses.replace(global_view, blur_prob=0.1, solarize_prob=0.2),
             ),
-            local_view=ViewSpec(96, scale=(0.05, 0.14), blur_prob=0.5),
+            local_view=ViewSpec(local_size, scale=(0.05, 0.14), blur_prob=0.5),
             num_local=num_local,
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
+            mean=mean,
+            std=std,
         ),
         light=LightSpec(
             pad=0,
             flip_prob=0.0,
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            view=ViewSpec(224, scale=(0.08, 1.0), jitter_prob=0.0, gray_prob=0.0),
+            mean=mean,
+            std=std,
+            view=ViewSpec(global_size, scale=(0.08, 1.0), jitter_prob=0.0, gray_prob=0.0),
         ),
-        eval=EvalSpec(resize=256, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        eval=EvalSpec(resize=size, crop=global_size, mean=mean, std=std),
     )
 
 
-# CIFAR: 2 x 32 and 4 x 18, no blur at this resolution.
-CIFAR100 = DatasetAugment(
-    multi_crop=MultiCropSpec(
-        global_views=(ViewSpec(32, scale=(0.14, 1.0)),) * 2,
-        local_view=ViewSpec(18, scale=(0.05, 0.14)),
-        num_local=4,
-        mean=CIFAR100_MEAN,
-        std=CIFAR100_STD,
-    ),
-    light=LightSpec(pad=4, flip_prob=0.5, mean=CIFAR100_MEAN, std=CIFAR100_STD),
-    eval=EvalSpec(resize=None, crop=None, mean=CIFAR100_MEAN, std=CIFAR100_STD),
-)
+def imagenet(num_local: int) -> DatasetAugment:
+    """ImageNet at 256 px: 2 x 224 global and `num_local` x 96 local views, eval 256 then 224."""
+    return large_images(256, num_local, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def small_images(
+    size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    *,
+    flip_prob: float,
+    global_scale: tuple[float, float] = (0.14, 1.0),
+    local_scale: tuple[float, float] = (0.05, 0.14),
+    num_local: int = 4,
+) -> DatasetAugment:
+    """CIFAR-style recipe for `size`-pixel images: 2 global views of the whole side, `num_local` local
+    views of 9/16 of it, no blur; labeled images reflect-padded by 1/8 of the side and shifted back;
+    eval the image as it is."""
+    return DatasetAugment(
+        multi_crop=MultiCropSpec(
+            global_views=(ViewSpec(size, scale=global_scale, flip_prob=flip_prob),) * 2,
+            local_view=ViewSpec(round(size * 9 / 16), scale=local_scale, flip_prob=flip_prob),
+            num_local=num_local,
+            mean=mean,
+            std=std,
+        ),
+        light=LightSpec(pad=max(1, size // 8), flip_prob=flip_prob, mean=mean, std=std),
+        eval=EvalSpec(resize=None, crop=None, mean=mean, std=std),
+    )
+
+
+# CIFAR: 2 x 32 and 4 x 18.
+CIFAR100 = small_images(32, CIFAR100_MEAN, CIFAR100_STD, flip_prob=0.5)
+
+
+def for_image_size(size: int, channels: int, mean: tuple[float, ...], std: tuple[float, ...]) -> DatasetAugment:
+    """The recipe of a user's images (an image folder) from their stored side `size`: up to
+    `SMALL_IMAGE_MAX`, `small_images` with milder crops (global views of at least a quarter of the image,
+    2 local views) and flips only for colour images (grey ones are often digits, text or scans, which a
+    mirror changes); larger, `large_images` with 6 local views. `mean`/`std` are the images' own."""
+    if size <= SMALL_IMAGE_MAX:
+        return small_images(
+            size, mean, std, flip_prob=0.5 if channels == 3 else 0.0,
+            global_scale=(0.25, 1.0), local_scale=(0.05, 0.25), num_local=2,
+        )
+    return large_images(size, 6, mean, std)
+
 
 # Digits: grey 8x8, no flips (digits are not mirror-symmetric); crops act as small shifts.
 DIGITS = DatasetAugment(

@@ -8,9 +8,8 @@ Every dataset is read with a tfds data source over array_record files, which nee
   ``random_state=0``) gives 1,257 train and 540 test images.
 * ``digits_longtail``: the digits train split subsampled to a long-tailed class profile
   (imbalance ratio 10, exponential over classes, deterministic); its test split is digits' own.
-* ``image_folder``: the user's images, ``root_dir/<class>/*.jpg`` plus an optional folder of
-  unlabeled images, decoded with PIL, resized (shorter side) and centre-cropped to a fixed
-  square, stored as uint8 tensors by a selax builder (no TensorFlow).
+* ``image_folder``: the user's images, ``config.dataset.train_dir/<class>/...`` with optional test and
+  unlabeled folders, stored by a selax builder (no TensorFlow; see `selax.data.folders`).
 * ``cifar100``, ``imagenet2012``, ``imagenet2012_subset/1pct``, ``imagenet2012_subset/10pct``: the
   official tfds builders. Preparing them needs TensorFlow (``pip install 'selax[tf]'``) and, for
   ImageNet, the ILSVRC tars (and the SimCLR subset lists) in a manual directory; `prepare` checks
@@ -23,78 +22,30 @@ samplers in `selax.data.pipeline` index these positions.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
-import fcntl
-import functools
 import glob
-import hashlib
 import importlib.util
-import io
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 
-from selax.data import augment
+from selax.data import augment, folders
+from selax.data.readers import ArraySplit, SplitReader, array_reader, built, encoded_reader, joined_reader, subset_reader
+from selax.data.splits import labeled_subset
 
 DIGITS_TEST_FRACTION = 0.3
 DIGITS_SPLIT_SEED = 0
 LONGTAIL_IMBALANCE_RATIO = 10.0
 LONGTAIL_SEED = 0
 
-IMAGE_FOLDER = "image_folder"  # Read through `data_source` / `load_arrays` with an `ImageFolder`.
 _OFFICIAL = ("cifar100", "imagenet2012", "imagenet2012_subset/1pct", "imagenet2012_subset/10pct")
 _IMAGENET_TARS = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 _SUBSET_LISTS = {"1pct": "1percent.txt", "10pct": "10percent.txt"}
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
-class ArraySplit(NamedTuple):
-    """One split held in memory.
-
-    Attributes:
-      images: uint8 [N, H, W, C].
-      labels: int32 [N]; -1 for unlabeled images.
-      ids: int32 [N], the dataset's own example ids, increasing.
-      num_classes: number of classes.
-    """
-
-    images: np.ndarray
-    labels: np.ndarray
-    ids: np.ndarray
-    num_classes: int
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageFolder:
-    """A folder of images to read as dataset ``image_folder``.
-
-    Attributes:
-      root_dir: folder with one subfolder of images per class (sorted names give labels 0..K-1);
-        read as split ``train``.
-      image_size: images are resized (shorter side) and centre-cropped to
-        [image_size, image_size, 3].
-      unlabeled_dir: optional folder of unlabeled images (searched recursively), split ``unlabeled``
-        with label -1.
-
-    The folder is built once per (root_dir, unlabeled_dir, image_size) into
-    ``data_dir/selax_image_folder/<name>_<size>px_<hash>``; delete that folder after changing files.
-    Ids are positions in sorted file order.
-    """
-
-    root_dir: str
-    image_size: int = 64
-    unlabeled_dir: str | None = None
-
-
-def check_name(name: str) -> None:
-    """Raises ValueError unless ``name`` is a registered dataset (or ``image_folder``)."""
-    if name != IMAGE_FOLDER:
-        get(name)
 
 
 def _data_dir(data_dir: str | os.PathLike | None) -> str:
@@ -198,125 +149,6 @@ def longtail_indices(
 
 
 # ----------------------------------------------------------------------------------------------
-# image folders
-
-
-@dataclasses.dataclass(eq=False)
-class _FolderConfig(tfds.core.BuilderConfig):
-    folder: ImageFolder | None = None
-
-
-def _image_files(directory: str, recursive: bool) -> list[str]:
-    pattern = os.path.join(directory, "**", "*") if recursive else os.path.join(directory, "*")
-    files = glob.glob(pattern, recursive=recursive)
-    return sorted(f for f in files if f.lower().endswith(_IMAGE_SUFFIXES) and os.path.isfile(f))
-
-
-def _class_names(root_dir: str) -> list[str]:
-    return sorted(e.name for e in os.scandir(root_dir) if e.is_dir())
-
-
-def decode_square(image_file: str | bytes, size: int) -> np.ndarray:
-    """Decodes an image (path or encoded bytes) with PIL, resizes its shorter side to ``size``
-    (bicubic; JPEGs are first reduced in the DCT domain where that stays >= size) and centre-crops.
-
-    Returns:
-      uint8 [size, size, 3].
-    """
-    from PIL import Image
-
-    opened = io.BytesIO(image_file) if isinstance(image_file, bytes) else image_file
-    with Image.open(opened) as image:
-        image.draft("RGB", (size, size))
-        image = image.convert("RGB")
-        scale = size / min(image.size)
-        width = max(size, round(image.width * scale))
-        height = max(size, round(image.height * scale))
-        image = image.resize((width, height), Image.BICUBIC)
-        left, top = (width - size) // 2, (height - size) // 2
-        return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
-
-
-class SelaxImageFolder(tfds.core.GeneratorBasedBuilder):
-    """A user's image folder as fixed-size uint8 tensors (PIL decoding, builds without TF)."""
-
-    VERSION = tfds.core.Version("1.0.0")
-    BUILDER_CONFIGS: list = []
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        folder = self.builder_config.folder
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=f"Images of {folder.root_dir} at {folder.image_size}px",
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Tensor(
-                        shape=(folder.image_size, folder.image_size, 3), dtype=np.uint8
-                    ),
-                    "label": tfds.features.Scalar(dtype=np.int32),
-                    "id": tfds.features.Scalar(dtype=np.int32),
-                }
-            ),
-        )
-
-    def _split_generators(self, dl_manager: Any) -> dict[str, Iterator]:
-        folder = self.builder_config.folder
-        classes = _class_names(folder.root_dir)
-        labeled = [
-            (path, label)
-            for label, name in enumerate(classes)
-            for path in _image_files(os.path.join(folder.root_dir, name), recursive=True)
-        ]
-        splits = {"train": self._generate_examples(labeled)}
-        if folder.unlabeled_dir is not None:
-            unlabeled = [(path, -1) for path in _image_files(folder.unlabeled_dir, recursive=True)]
-            splits["unlabeled"] = self._generate_examples(unlabeled)
-        return splits
-
-    def _generate_examples(self, files: list[tuple[str, int]]) -> Iterator[tuple[int, dict[str, Any]]]:
-        size = self.builder_config.folder.image_size
-        for index, (path, label) in enumerate(files):
-            yield (
-                index,
-                {
-                    "image": decode_square(path, size),
-                    "label": np.int32(label),
-                    "id": np.int32(index),
-                },
-            )
-
-
-def _built(make_builder: Callable[[], tfds.core.DatasetBuilder], data_dir: str) -> Any:
-    """A prepared builder, made and prepared under an exclusive lock in ``data_dir``: concurrent
-    processes (e.g. several JAX processes on one machine) build once, the others then read it."""
-    os.makedirs(data_dir, exist_ok=True)
-    with open(os.path.join(data_dir, ".selax_build.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        builder = make_builder()  # made under the lock, so it sees a finished build's metadata
-        builder.download_and_prepare()
-    return builder
-
-
-def _folder_builder(folder: ImageFolder, data_dir: str) -> SelaxImageFolder:
-    if not os.path.isdir(folder.root_dir):
-        raise FileNotFoundError(
-            f"image_folder: root_dir {folder.root_dir!r} is not a directory; it should hold one "
-            "subfolder of images per class, e.g. root_dir/cat/001.jpg, root_dir/dog/002.jpg."
-        )
-    if not _class_names(folder.root_dir):
-        raise ValueError(f"image_folder: {folder.root_dir!r} has no class subfolders.")
-    if folder.unlabeled_dir is not None and not os.path.isdir(folder.unlabeled_dir):
-        raise FileNotFoundError(f"image_folder: unlabeled_dir {folder.unlabeled_dir!r} is missing.")
-    key = f"{folder.root_dir}|{folder.unlabeled_dir}|{folder.image_size}"
-    stem = re.sub(r"[^a-z0-9]+", "_", os.path.basename(os.path.normpath(folder.root_dir)).lower())
-    digest = hashlib.sha1(key.encode()).hexdigest()[:8]
-    config = _FolderConfig(
-        name=f"{stem.strip('_') or 'images'}_{folder.image_size}px_{digest}", folder=folder
-    )
-    return SelaxImageFolder(config=config, data_dir=data_dir, file_format="array_record")
-
-
-# ----------------------------------------------------------------------------------------------
 # official builders: prerequisites checked here, tfds imported into only once they hold
 
 
@@ -376,7 +208,7 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
     10percent.txt, and that TensorFlow is installed. cifar100 is downloaded by tfds (needs
     internet).
     """
-    check_name(name)
+    get(name)
     if name not in _OFFICIAL:
         raise ValueError(f"{name!r} is built by selax on first use; prepare() is for {_OFFICIAL}.")
     data_dir = _data_dir(data_dir)
@@ -404,31 +236,25 @@ def data_source(
     name: str,
     split: str,
     data_dir: str | None = None,
-    folder: ImageFolder | None = None,
     encoded_images: bool = False,
 ) -> Any:
     """A random-access tfds data source (``len``, ``[i]``, ``__getitems__``) over one split.
 
     selax's own datasets are built on first use; official ones must have been prepared (see
-    `prepare`), else FileNotFoundError says how. ``folder`` is required for ``image_folder``.
+    `prepare`), else FileNotFoundError says how (image folders: `selax.data.folders`).
     ``digits_longtail`` is a subsample of digits: use `load_arrays`. With ``encoded_images``,
     official datasets return the stored image bytes undecoded (decode them with `decode_square`,
     e.g. through `gather_encoded`).
     """
-    check_name(name)
+    get(name)
     data_dir = _data_dir(data_dir)
     if name in ("digits", "digits_longtail"):
         if name == "digits_longtail" or split not in ("train", "test"):
             raise ValueError("digits has splits 'train' and 'test'; read digits_longtail via load_arrays.")
-        builder = _built(lambda: SelaxDigits(data_dir=data_dir, file_format="array_record"), data_dir)
+        builder = built(lambda: SelaxDigits(data_dir=data_dir, file_format="array_record"), data_dir)
         return builder.as_data_source(split=split)
     if name == IMAGE_FOLDER:
-        if folder is None:
-            raise ValueError("image_folder needs folder=ImageFolder(root_dir=..., image_size=...).")
-        builder = _built(lambda: _folder_builder(folder, data_dir), data_dir)
-        if split not in builder.info.splits:
-            raise ValueError(f"image_folder has splits {list(builder.info.splits)}, not {split!r}.")
-        return builder.as_data_source(split=split)
+        raise ValueError("An image folder is read through selax.data.folders (config.dataset.train_dir).")
     prepared = _prepared_dir(name, data_dir)
     if prepared is None:
         raise FileNotFoundError(
@@ -447,20 +273,17 @@ def _example_id(value: Any) -> int:
     return int(value)
 
 
-def load_arrays(
-    name: str, split: str, data_dir: str | None = None, folder: ImageFolder | None = None
-) -> ArraySplit:
+def load_arrays(name: str, split: str, data_dir: str | None = None) -> ArraySplit:
     """Reads a whole split into memory, ordered by example id.
 
     Args:
-      name: one of ``digits``, ``digits_longtail``, ``cifar100``, ``image_folder``.
-      split: ``train`` / ``test`` (``unlabeled`` for an image folder with one).
+      name: one of ``digits``, ``digits_longtail``, ``cifar100``.
+      split: ``train`` / ``test``.
       data_dir: tfds data directory (default $TFDS_DATA_DIR or ~/tensorflow_datasets).
-      folder: the `ImageFolder` for ``image_folder``.
     Returns:
       `ArraySplit` with images uint8 [N, H, W, C], labels/ids int32 [N].
     """
-    check_name(name)
+    get(name)
     if name.startswith("imagenet2012"):
         raise ValueError(f"{name} does not fit in memory; read it with data_source({name!r}, ...).")
     if name == "digits_longtail":
@@ -469,115 +292,108 @@ def load_arrays(
             return digits
         keep = longtail_indices(digits.labels)
         return ArraySplit(digits.images[keep], digits.labels[keep], digits.ids[keep], 10)
-    source = data_source(name, split, data_dir, folder)
+    source = data_source(name, split, data_dir)
     records = source.__getitems__(range(len(source)))
     ids = np.array([_example_id(r["id"]) for r in records], dtype=np.int32)
     order = np.argsort(ids, kind="stable")
     images = np.stack([records[i]["image"] for i in order]).astype(np.uint8)
     labels = np.array([records[i]["label"] for i in order], dtype=np.int32)
-    num_classes = len(_class_names(folder.root_dir)) if name == IMAGE_FOLDER else DATASETS[name].num_classes
-    return ArraySplit(images, labels, ids[order], num_classes)
+    return ArraySplit(images, labels, ids[order], DATASETS[name].num_classes)
 
 
 # ----------------------------------------------------------------------------------------------
 # What the training loop reads
 
 
-class SplitReader(NamedTuple):
-    """A split read by position: ``read(positions int [b]) -> (images uint8 [b, S, S, C], labels int32 [b])``.
+class Splits(NamedTuple):
+    """The readers of a run and the augmentation recipe of its images.
 
     Attributes:
-      size: number of examples N.
-      num_classes: number of classes.
-      image_shape: (S, S, C) of the images ``read`` returns.
-      read: the reader; positions are 0..N-1.
+      train: every training image (the unlabeled stream; label -1 where none is known).
+      labeled: the labeled training images.
+      test: the evaluation split.
+      augment: the dataset's recipe (`selax.data.augment.DatasetAugment`), which `config.augment` overrides.
+      class_names: a name per class (an image folder's subfolders), or None (classes are numbers).
     """
 
-    size: int
-    num_classes: int
-    image_shape: tuple[int, int, int]
-    read: Any
+    train: SplitReader
+    labeled: SplitReader
+    test: SplitReader
+    augment: augment.DatasetAugment
+    class_names: tuple[str, ...] | None = None
 
 
-def _array_reader(split: ArraySplit, positions: np.ndarray | None = None) -> SplitReader:
-    rows = np.arange(len(split.labels)) if positions is None else np.asarray(positions)
-    return SplitReader(
-        len(rows),
-        split.num_classes,
-        split.images.shape[1:],
-        lambda p: (split.images[rows[p]], split.labels[rows[p]]),
-    )
+def _labeled_positions(labels: np.ndarray, fields: Mapping[str, Any]) -> np.ndarray:
+    """Positions of the labeled images: ``labels_per_class`` per class drawn by ``split_seed``
+    (`selax.data.splits.labeled_subset`), or every labeled image when it is 0; none of the
+    ``unlabeled_classes``."""
+    unlabeled_classes = tuple(fields.get("unlabeled_classes") or ())
+    if fields["labels_per_class"] == 0:
+        return np.flatnonzero((labels >= 0) & ~np.isin(labels, unlabeled_classes))
+    return labeled_subset(labels, fields["labels_per_class"], fields["split_seed"], unlabeled_classes)
 
 
-@functools.cache
-def _decode_pool() -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="decode")
-
-
-def gather_encoded(source: Any, positions: np.ndarray, image_size: int) -> dict[str, np.ndarray]:
-    """Host-side batch of a split too large for memory (ImageNet), decoded and made square.
-
-    Args:
-      source: `data_source(..., encoded_images=True)`.
-      positions: int [b] positions in the split.
-      image_size: S; shorter side resized to S, centre crop (augmented on device afterwards).
-    Returns:
-      dict with images uint8 [b, S, S, 3], labels int32 [b], ids int32 [b] (the positions).
-
-    Images are decoded by a pool of threads, one per host core (PIL releases the GIL while decoding).
-    """
-    records = source.__getitems__([int(p) for p in positions])
-    images = _decode_pool().map(lambda r: decode_square(r["image"], image_size), records)
-    return {
-        "images": np.stack(list(images)),
-        "labels": np.array([r["label"] for r in records], dtype=np.int32),
-        "ids": np.asarray(positions, dtype=np.int32),
-    }
-
-
-def _encoded_reader(source: Any, num_classes: int, image_size: int) -> SplitReader:
-    def read(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        batch = gather_encoded(source, positions, image_size)
-        return batch["images"], batch["labels"]
-
-    return SplitReader(len(source), num_classes, (image_size, image_size, 3), read)
-
-
-Readers = tuple[SplitReader, SplitReader, SplitReader]
-
-
-def _in_memory_splits(
-    name: str, data_dir: str | None, labels_per_class: int, split_seed: int, unlabeled_classes: Sequence[int], image_size: int
-) -> Readers:
-    """Train and test held in memory; ``labels_per_class`` labeled train images per class, chosen by
-    ``split_seed`` (`selax.data.splits.labeled_subset`), none of the ``unlabeled_classes``."""
-    from selax.data.splits import labeled_subset
-
-    del image_size  # Stored at their own size.
+def _in_memory_splits(name: str, fields: Mapping[str, Any], data_dir: str | None) -> Splits:
+    """Train and test held in memory, the labeled images chosen by `_labeled_positions`."""
     train = load_arrays(name, "train", data_dir)
     test = load_arrays(name, "test", data_dir)
-    labeled_ids = labeled_subset(train.labels, labels_per_class, split_seed, unlabeled_classes)
-    return _array_reader(train), _array_reader(train, labeled_ids), _array_reader(test)
+    labeled = array_reader(train, _labeled_positions(train.labels, fields))
+    return Splits(array_reader(train), labeled, array_reader(test), DATASETS[name].augment)
 
 
-def _imagenet_splits(
-    name: str, data_dir: str | None, labels_per_class: int, split_seed: int, unlabeled_classes: Sequence[int], image_size: int
-) -> Readers:
+def _imagenet_splits(name: str, fields: Mapping[str, Any], data_dir: str | None) -> Splits:
     """The unlabeled stream is ``imagenet2012`` train, the labeled one the SimCLR subset's train split
-    (``imagenet2012`` alone: the whole train split, for methods that read no label), the test split
-    ``imagenet2012`` validation; images decoded on the host to ``image_size`` squares."""
-    del labels_per_class, split_seed  # The labeled subset is a fixed list.
-    if unlabeled_classes:
+    (``imagenet2012`` alone: the whole train split), the test split ``imagenet2012`` validation; images
+    decoded on the host to ``config.dataset.image_size`` squares (default 256)."""
+    if fields.get("unlabeled_classes"):
         raise ValueError(
             f"config.dataset.unlabeled_classes is for in-memory datasets; {name} reads its labeled"
             " subset from a fixed list: leave it empty."
         )
-    train = _encoded_reader(data_source("imagenet2012", "train", data_dir, encoded_images=True), 1000, image_size)
-    labeled = train
-    if name != "imagenet2012":
-        labeled = _encoded_reader(data_source(name, "train", data_dir, encoded_images=True), 1000, image_size)
-    test = _encoded_reader(data_source("imagenet2012", "validation", data_dir, encoded_images=True), 1000, image_size)
-    return train, labeled, test
+    image_size = fields.get("image_size") or folders.LARGE_IMAGE_SIZE
+
+    def reader(dataset: str, split: str) -> SplitReader:
+        return encoded_reader(data_source(dataset, split, data_dir, encoded_images=True), 1000, image_size)
+
+    train = reader("imagenet2012", "train")
+    labeled = train if name == "imagenet2012" else reader(name, "train")
+    return Splits(train, labeled, reader("imagenet2012", "validation"), DATASETS[name].augment)
+
+
+def _folder_splits(name: str, fields: Mapping[str, Any], data_dir: str | None) -> Splits:
+    """A user's folders (`selax.data.folders`): the unlabeled stream is every train_dir image not held
+    out plus unlabeled_dir; the test split test_dir, or a stratified ``test_fraction`` of train_dir drawn
+    by ``split_seed``; the recipe and image size from the images."""
+    del name
+    if not fields.get("train_dir"):
+        raise ValueError(
+            "config.dataset.name='image_folder' needs config.dataset.train_dir=DIR, a folder with one"
+            " subfolder of images per class (see configs/folder.py)."
+        )
+    folder = folders.ImageFolder(fields["train_dir"], fields.get("test_dir"), fields.get("unlabeled_dir"))
+    index = folders.build(folder, _data_dir(data_dir))
+    folders.report_skipped(index, strict=fields["strict_images"])
+    image_size = fields.get("image_size") or folders.default_image_size(index.median_short_side)
+    channels = 1 if index.grey else 3
+    parts = folders.split_readers(index, image_size, channels)
+    if "test" in parts:
+        pool, test = np.arange(parts["train"].size), parts["test"]
+    else:
+        pool, held_out = folders.held_out_split(
+            index.labels["train"], index.classes, fields["test_fraction"], fields["split_seed"]
+        )
+        test = subset_reader(parts["train"], held_out)
+    labeled_pool = subset_reader(parts["train"], pool)
+    labeled = subset_reader(labeled_pool, _labeled_positions(index.labels["train"][pool], fields))
+    train = joined_reader([labeled_pool] + ([parts["unlabeled"]] if "unlabeled" in parts else []))
+    mean, std = folders.channel_statistics(labeled_pool)
+    logging.info(
+        "Image folder %s: %d classes, %d training images (%d labeled), %d test images, %dx%dx%d, mean %s std %s.",
+        folder.train_dir, len(index.classes), train.size, labeled.size, test.size, image_size, image_size,
+        channels, mean, std,
+    )
+    recipe = augment.for_image_size(image_size, channels, mean, std)
+    return Splits(train, labeled, test, recipe, tuple(index.classes))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -586,17 +402,18 @@ class Dataset:
 
     Attributes:
       description: one line for listings and errors.
-      num_classes: K.
-      open: ``(name, data_dir, labels_per_class, split_seed, unlabeled_classes, image_size) -> (train,
-        labeled, test)`` readers.
-      augment: its augmentation recipe (`selax.data.augment.DatasetAugment`), which `config.augment` overrides.
+      num_classes: K (None: found in the data, an image folder's class subfolders).
+      open: ``(name, config.dataset, data_dir) -> Splits``.
+      augment: its augmentation recipe (None: chosen from the images when opened).
     """
 
     description: str
-    num_classes: int
-    open: Callable[..., Readers]
-    augment: augment.DatasetAugment
+    num_classes: int | None
+    open: Callable[[str, Mapping[str, Any], str | None], Splits]
+    augment: augment.DatasetAugment | None
 
+
+IMAGE_FOLDER = "image_folder"
 
 DATASETS: dict[str, Dataset] = {
     "digits": Dataset(
@@ -626,6 +443,12 @@ DATASETS: dict[str, Dataset] = {
         _imagenet_splits,
         augment.imagenet(num_local=6),
     ),
+    IMAGE_FOLDER: Dataset(
+        "your images: config.dataset.train_dir/<class>/* (+ test_dir, unlabeled_dir; configs/folder.py)",
+        None,
+        _folder_splits,
+        None,
+    ),
 }
 
 
@@ -633,28 +456,14 @@ def get(name: str) -> Dataset:
     """The registry entry of dataset ``name``; ValueError listing the known ones otherwise."""
     if name not in DATASETS:
         known = "\n".join(f"  {key}: {entry.description}" for key, entry in DATASETS.items())
-        raise ValueError(
-            f"Unknown dataset {name!r}. Known datasets:\n{known}\n  {IMAGE_FOLDER}: your images,"
-            " root_dir/<class>/*.jpg, read with data_source / load_arrays and an ImageFolder (not yet a"
-            " config.dataset.name)"
-        )
+        raise ValueError(f"Unknown dataset {name!r}. Known datasets:\n{known}")
     return DATASETS[name]
 
 
-def open_splits(
-    name: str,
-    data_dir: str | None,
-    *,
-    labels_per_class: int,
-    split_seed: int,
-    unlabeled_classes: Sequence[int] = (),
-    image_size: int = 256,
-) -> Readers:
-    """(train, labeled, test) readers for training on dataset ``name`` (its registry entry's ``open``).
-
-    In-memory datasets (digits, digits_longtail, cifar100) take ``labels_per_class`` labeled train
-    images per class, chosen by ``split_seed``, none of the classes in ``unlabeled_classes`` (still in
-    the unlabeled stream, to be discovered). The ImageNet entries read the SimCLR subset lists and
-    decode images on the host to ``image_size``.
+def open_splits(name: str, fields: Mapping[str, Any], data_dir: str | None = None) -> Splits:
+    """The readers and recipe for training on dataset ``name`` (its registry entry's ``open``), as the
+    fields of ``config.dataset`` say: ``labels_per_class`` labeled images per class (0: every label)
+    drawn by ``split_seed``, none of ``unlabeled_classes`` (still in the unlabeled stream, to be
+    discovered); ``image_size`` where images are decoded on the host; the folders of ``image_folder``.
     """
-    return get(name).open(name, data_dir, labels_per_class, split_seed, tuple(unlabeled_classes), image_size)
+    return get(name).open(name, fields, data_dir)

@@ -15,7 +15,7 @@ Semi-supervised training uses two streams (`semi_supervised_streams`): unlabeled
 position, labeled over the labeled subset, each with its own batch size and epochs. Small datasets
 index in-memory arrays (`selax.data.datasets.load_arrays`; the labeled positions come from
 `selax.data.splits.labeled_subset`). ImageNet indexes two encoded data sources with
-`selax.data.datasets.gather_encoded`: unlabeled positions into ``imagenet2012`` train, labeled positions
+`selax.data.readers.gather_encoded`: unlabeled positions into ``imagenet2012`` train, labeled positions
 ``arange(len(subset))`` into ``imagenet2012_subset/1pct`` (or ``/10pct``) train.
 """
 

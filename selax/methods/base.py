@@ -112,6 +112,11 @@ def _no_cluster_labels(extras: Any) -> None:
     del extras
 
 
+def _softmax(hp: Any, head_scores: jax.Array) -> jax.Array:
+    del hp
+    return jax.nn.softmax(head_scores, axis=-1)
+
+
 @dataclasses.dataclass(frozen=True)
 class Method:
     """A method, as the loop sees it. Only `hparams`, `build_head`, `loss_fn` and `evaluations` are required.
@@ -135,6 +140,8 @@ class Method:
         apply (Daino and DINO: the teacher's).
       cluster_labels: `extras -> int [T, N]` pseudo-labels of the training split that the clustering
         evaluation scores, or None.
+      head_probabilities: `(hp, head_scores [..., K]) -> [..., K]` the probabilities the head's scores
+        stand for (what a prediction's confidence is read from).
       smoke: `config.<method>` overrides of the `:smoke` variant of every config.
     """
 
@@ -151,6 +158,7 @@ class Method:
     update_extras: Callable[[Any, Any, Any, int, TrainEmbeddings], Any] = _unchanged_extras
     eval_variables: Callable[[Any, Any, Any], dict[str, Any]] = _trained_variables
     cluster_labels: Callable[[Any], np.ndarray | jax.Array | None] = _no_cluster_labels
+    head_probabilities: Callable[[Any, jax.Array], jax.Array] = _softmax
     smoke: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def hparams_from_config(self, name: str, fields: Any, info: RunInfo) -> Any:

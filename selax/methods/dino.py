@@ -158,6 +158,11 @@ def eval_variables(params: Any, batch_stats: Any, extras: Any) -> dict[str, Any]
     return {"params": extras["teacher_params"], "batch_stats": extras["teacher_batch_stats"]}
 
 
+def head_probabilities(hp: HParams, head_scores: jnp.ndarray) -> jnp.ndarray:
+    """The teacher's output distribution (uncentred): softmax of the scores over the teacher temperature."""
+    return jax.nn.softmax(head_scores / hp.teacher_temperature, axis=-1)
+
+
 METHOD = Method(
     hparams=HParams,
     build_head=build_head,
@@ -168,5 +173,6 @@ METHOD = Method(
     init_extras=init_extras,
     after_update=after_update,
     eval_variables=eval_variables,
+    head_probabilities=head_probabilities,
     smoke=dict(num_outputs=12, head_hidden_dim=32, head_bottleneck_dim=16),
 )

@@ -289,6 +289,11 @@ def cluster_labels(extras: Any) -> jax.Array:
     return extras["labels"]
 
 
+def head_probabilities(hp: HParams, head_scores: jnp.ndarray) -> jnp.ndarray:
+    """Each head's cluster probabilities: softmax of its logits."""
+    return jax.nn.softmax(logits(hp, head_scores), axis=-1)
+
+
 METHOD = Method(
     hparams=HParams,
     build_head=build_head,
@@ -301,5 +306,6 @@ METHOD = Method(
     update_steps=update_steps,
     update_extras=update_extras,
     cluster_labels=cluster_labels,
+    head_probabilities=head_probabilities,
     smoke=dict(num_clusters=12, num_heads=2, num_label_updates=3),
 )

@@ -158,6 +158,11 @@ def after_update(hp: HParams, params: Any, extras: Any, step: jnp.ndarray) -> tu
 # The `:smoke` variant's fields of SwAV and Suave: a short queue that starts within the run.
 SMOKE = dict(queue_length=lambda n: min(n, 64), queue_start_step=lambda n: min(n, 2))
 
+def head_probabilities(hp: HParams, head_scores: jnp.ndarray) -> jnp.ndarray:
+    """The prototype assignment probabilities: softmax of the scores over the temperature."""
+    return jax.nn.softmax(head_scores / hp.temperature, axis=-1)
+
+
 METHOD = Method(
     hparams=HParams,
     build_head=build_head,
@@ -168,5 +173,6 @@ METHOD = Method(
     init_extras=init_extras,
     mask_gradients=mask_gradients,
     after_update=after_update,
+    head_probabilities=head_probabilities,
     smoke=dict(SMOKE, num_prototypes=12),
 )

@@ -51,6 +51,14 @@ def get_encoder(name: str) -> Encoder:
     return ENCODERS[name]
 
 
+def encoder_for_image_size(image_size: int) -> str:
+    """The encoder a run uses when `config.model.encoder` is not set (an image folder): `small_cnn` up
+    to 32 px, `resnet18_cifar` up to 64 px, `resnet50` above."""
+    if image_size <= 32:
+        return "small_cnn"
+    return "resnet18_cifar" if image_size <= 64 else "resnet50"
+
+
 def build_encoder(name: str, **kwargs: Any) -> nn.Module:
     """The encoder registered as `name`, with `kwargs` overriding its fields (e.g. `dtype`, `remat`)."""
     return get_encoder(name).build(**kwargs)

@@ -1,4 +1,5 @@
-"""Converts PyTorch checkpoints into selax variables and saves them as an orbax checkpoint.
+"""Converts PyTorch checkpoints (`.pth` or `.safetensors`) into selax variables and saves them as an orbax
+checkpoint; `torch_state_dict` is the way back (`python -m selax.export --weights=...`).
 
 Architectures (`--arch`):
   resnet50       torchvision-layout ResNet-50 (`conv1`, `bn1`, `layer1.0.downsample.0`, ...); `fc.*` is dropped.
@@ -32,14 +33,21 @@ ARCHS = ("resnet50", "swav_resnet50", "dino_vits16")
 # Entries that belong to heads selax does not convert; reported, then left out.
 DROPPED_PREFIXES = {"resnet50": ("fc.",), "swav_resnet50": ("prototypes.", "fc."), "dino_vits16": ("head.",)}
 STRIPPED_PREFIXES = ("module.", "backbone.")
+# SwAV's projection head (Linear, BatchNorm1d, ReLU, Linear) by index, as selax's `heads.Projector` names it.
+SWAV_PROJECTOR = {"dense0": "0", "bn0": "1", "dense1": "3"}
 
 
 def load_torch_state_dict(path: str, checkpoint_key: str | None = None) -> dict[str, np.ndarray]:
-    """Reads a PyTorch checkpoint safely (`weights_only=True`) into `{name: float32 array}`.
+    """Reads a PyTorch checkpoint safely (`weights_only=True`), or a `.safetensors` file (no torch needed),
+    into `{name: float32 array}`.
 
     The tensors may sit at the top level, under `checkpoint_key` (e.g. 'teacher' in DINO's full
     checkpoints), or under 'state_dict'.
     """
+    if path.endswith(".safetensors"):  # Read without torch.
+        from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
+
+        return {key: value.astype(np.float32) for key, value in load_file(path).items()}
     import torch  # pylint: disable=import-outside-toplevel
 
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -67,7 +75,7 @@ def flax_path(arch: str, key: str) -> tuple[str, tuple[str, ...]] | None:
     `pos_embed`) keep their name.
     """
     if arch == "swav_resnet50" and key.startswith("projection_head."):
-        layer = {"0": "dense0", "1": "bn0", "3": "dense1"}.get(key.split(".")[1], key.split(".")[1])
+        layer = {index: name for name, index in SWAV_PROJECTOR.items()}.get(key.split(".")[1], key.split(".")[1])
         module, leaf = ("projector", layer), key.split(".")[2]
     else:
         name = re.sub(r"^(layer\d|blocks)\.(\d+)\.", r"\1_\2.", key)
@@ -180,6 +188,50 @@ def convert_state_dict(
             node = node.setdefault(part, {})
         node[path[-1]] = array
     return variables, dropped
+
+
+def torch_name(collection: str, path: tuple[str, ...]) -> str:
+    """The PyTorch name of the selax variable `collection/path`: the inverse of `flax_path` (torchvision's
+    ResNet layout, DINO's ViT layout, SwAV's `projection_head.{0,1,3}` for a one-hidden-layer projector)."""
+    *modules, leaf = path
+    if collection == "batch_stats":
+        leaf = {"mean": "running_mean", "var": "running_var"}[leaf]
+    elif leaf in ("kernel", "scale"):
+        leaf = "weight"
+    if modules[0] == "projector" and len(modules) == 2 and modules[1] in SWAV_PROJECTOR:
+        return f"projection_head.{SWAV_PROJECTOR[modules[1]]}.{leaf}"
+    name = ".".join((modules[1:] if modules[0] == "encoder" else modules) + [leaf])
+    name = re.sub(r"^(layer\d|blocks)_(\d+)\.", r"\1.\2.", name)
+    name = name.replace("downsample_conv.", "downsample.0.").replace("downsample_bn.", "downsample.1.")
+    return re.sub(r"^patch_embed\.(weight|bias)$", r"patch_embed.proj.\1", name)
+
+
+def torch_state_dict(variables: Mapping[str, Any], modules: tuple[str, ...] = ("encoder", "projector")) -> dict[str, np.ndarray]:
+    """selax variables -> a PyTorch state dict of `modules` (the reverse of `convert_state_dict`): HWIO
+    conv kernels -> OIHW, [in, out] dense kernels -> [out, in]; the encoder's names unprefixed."""
+    state_dict = {}
+    for collection, tree in variables.items():
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            keys = tuple(k.key for k in path)
+            if keys[0] not in modules:
+                continue
+            array = np.asarray(leaf, np.float32)
+            if keys[-1] == "kernel":
+                array = array.transpose(3, 2, 0, 1) if array.ndim == 4 else array.T
+            state_dict[torch_name(collection, keys)] = np.ascontiguousarray(array)
+    return state_dict
+
+
+def save_torch_state_dict(state_dict: Mapping[str, np.ndarray], path: str) -> None:
+    """Writes `state_dict` as `.safetensors` (needs `safetensors`, not torch) or as a torch `.pth`."""
+    if path.endswith(".safetensors"):
+        from safetensors.numpy import save_file  # pylint: disable=import-outside-toplevel
+
+        save_file(dict(state_dict), path)
+        return
+    import torch  # pylint: disable=import-outside-toplevel
+
+    torch.save({key: torch.from_numpy(value) for key, value in state_dict.items()}, path)
 
 
 def save_converted(variables: dict[str, Any], path: str) -> None:
