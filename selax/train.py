@@ -396,9 +396,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         max_to_keep=config.checkpoint.keep,
         save_interval_steps=config.checkpoint.every_steps,
     )
-    if checkpointer.latest_step is not None:
-        state = checkpointer.restore(state)
-        logging.info("Resumed from %s at step %d.", workdir, checkpointer.latest_step)
+    state, restored = checkpointer.restore_newest(state)
+    if restored is not None:
+        logging.info("Resumed from %s at step %d.", workdir, restored)
     start_step = int(state.step)
 
     # --- Loop --------------------------------------------------------------------------------------
