@@ -5,6 +5,7 @@ The config is read here, at the edge; everything it calls is pure functions of a
 """
 
 import concurrent.futures
+import contextlib
 import functools
 import os
 import signal
@@ -27,6 +28,7 @@ from selax.methods.base import Method, RunInfo, StepInputs
 from selax.models.network import network_from_config
 from selax.optimizers import optimizer_from_config
 from selax.reporting import Reporter
+from selax.workdir import lock as lock_workdir
 
 
 class TrainState(train_state.TrainState):
@@ -385,8 +387,16 @@ class Experiment:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Trains and evaluates as `config` says, checkpointing to and resuming from `workdir`."""
     experiment = Experiment(config, sharding.data_mesh())
-    is_main = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
+    # One run per workdir; the processes of one multi-process job share it, process 0 holding it.
+    with lock_workdir(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+        return _train(experiment, workdir)
+
+
+def _train(experiment: Experiment, workdir: str) -> dict[str, float]:
+    """`run` in the workdir it holds: resume, loop, final evaluation and report."""
+    config = experiment.config
+    is_main = jax.process_index() == 0
     state = experiment.init_state()
     total_steps = config.num_steps
 

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from selax import sharding, train
+from selax import sharding, train, workdir
 from selax.checkpoint import Checkpointer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -199,6 +199,13 @@ def test_nonfinite_loss_stops_with_a_message_and_keeps_good_checkpoints(tmp_path
 def test_bad_config_fails_at_start_naming_the_field(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         train.run(smoke_config(**overrides), str(tmp_path))
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_run_on_a_workdir_in_use_refuses_before_writing_to_it(tmp_path):
+    with workdir.lock(str(tmp_path)):
+        with pytest.raises(RuntimeError, match=f"workdir {tmp_path} is in use by another selax run"):
+            train.run(smoke_config(), str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()
 
 
