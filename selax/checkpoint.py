@@ -2,8 +2,10 @@
 
 import contextlib
 import errno
+import gc
 import os
 import shutil
+import sys
 import time
 from typing import Any, Iterator
 
@@ -140,10 +142,7 @@ class Checkpointer:
         """
         failures: dict[int, str] = {}
         for step in sorted(self._manager.all_steps(), reverse=True):
-            try:
-                state, failure = self.restore(target, step), ""
-            except Exception as error:  # pylint: disable=broad-except  (any unreadable checkpoint)
-                state, failure = None, _summary(error)
+            state, failure = self._try_restore(target, step)
             if on_every_process(not failure):
                 self._move_aside(failures, step)
                 return state, step
@@ -156,6 +155,18 @@ class Checkpointer:
                 f" instead, move {self.directory} away (or choose another --workdir)."
             )
         return target, None
+
+    def _try_restore(self, target: Any, step: int) -> tuple[Any, str]:
+        """`(state, "")`, or `(None, what failed)` when checkpoint `step` does not restore. The failed
+        read's pending coroutines, which Python would print one traceback each, are dropped quietly."""
+        previous, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
+        try:
+            return self.restore(target, step), ""
+        except Exception as error:  # pylint: disable=broad-except  (any unreadable checkpoint)
+            return None, _summary(error)
+        finally:
+            gc.collect()
+            sys.unraisablehook = previous
 
     def _move_aside(self, failures: dict[int, str], restored: int) -> None:
         """Process 0 moves the checkpoints of `failures` to `aside_directory`; every process then sees

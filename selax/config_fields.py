@@ -106,6 +106,8 @@ def base(method: str) -> ml_collections.ConfigDict:
     config.log_every_steps = 50
     config.eval_every_steps = 200  # 0: only the final evaluation.
     config.checkpoint = dict(every_steps=200, keep=2)
+    # A logged loss over `factor` times the median of the earlier ones warns, or with `stop` ends the run.
+    config.divergence = dict(factor=10.0, stop=False)
     return config
 
 
