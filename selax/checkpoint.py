@@ -17,7 +17,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 # A save needs the state's bytes plus this fraction and this many bytes of metadata free on the disk.
-SPACE_MARGIN, SPACE_OVERHEAD_BYTES = 0.1, 1 << 20
+SPACE_MARGIN, SPACE_OVERHEAD_BYTES = 0.05, 64 << 10
 
 
 def on_every_process(flag: bool) -> bool:
