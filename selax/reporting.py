@@ -85,8 +85,14 @@ class Reporter:
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         """Records `scalars` at `step`: in the history, its file (flushed, so a kill keeps them) and
-        TensorBoard."""
-        scalars = {name: float(value) for name, value in scalars.items()}
+        TensorBoard. A point already recorded with the same value (a finished run run again) is skipped."""
+        scalars = {
+            name: float(value)
+            for name, value in scalars.items()
+            if self.history.get(name, {}).get(step) != float(value)
+        }
+        if not scalars:
+            return
         for name, value in scalars.items():
             self.history.setdefault(name, {})[step] = value
         if self._active:

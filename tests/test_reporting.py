@@ -1,6 +1,7 @@
 """The Reporter's history: a resumed run reports the whole run, each logged step once."""
 
 import glob
+import json
 import os
 import struct
 
@@ -36,10 +37,13 @@ def test_a_resumed_run_supersedes_the_points_past_its_step_and_logs_each_step_on
     assert resumed.values("train/loss") == [2.0, 4.0]
     for step in (6, 8):
         resumed.write_scalars(step, {"train/loss": 10.0 + step})
+    resumed.write_scalars(4, {"test/top1": 0.5})  # Already there: not repeated.
     resumed.finish(str(tmp_path), {"test/top1": 0.7})
 
     expected = {"train/loss": [(2, 2.0), (4, 4.0), (6, 16.0), (8, 18.0)], "test/top1": [(4, 0.5)]}
     assert {name: sorted(points.items()) for name, points in resumed.history.items()} == expected
+    lines = (tmp_path / HISTORY_FILE).read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [2, 4, 6, 8]
     history = read_history(str(tmp_path / HISTORY_FILE), up_to_step=8)
     assert {name: sorted(points.items()) for name, points in history.items()} == expected
     assert len(glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))) == 1
