@@ -43,13 +43,18 @@ def _causes(error: BaseException) -> list[BaseException]:
 def _summary(error: BaseException) -> str:
     """The first line of the innermost cause of `error` (TensorStore's status, without its spec dump)."""
     root = _causes(error)[-1]
-    return f"{type(root).__name__}: {str(root).splitlines()[0][:300] if str(root) else ''}"
+    first_line = (str(root).splitlines() or [""])[0]
+    return f"{type(root).__name__}: {first_line[:300]}"
+
+
+_DISK_FULL_MARKS = ("RESOURCE_EXHAUSTED", "No space left")  # How TensorStore and the OS say it.
 
 
 def _is_disk_full(error: BaseException) -> bool:
+    """Whether `error` (or one it was raised from) is a write that ran out of disk space."""
     return any(
-        getattr(e, "errno", None) == errno.ENOSPC or "RESOURCE_EXHAUSTED" in str(e) or "No space left" in str(e)
-        for e in _causes(error)
+        getattr(cause, "errno", None) == errno.ENOSPC or any(mark in str(cause) for mark in _DISK_FULL_MARKS)
+        for cause in _causes(error)
     )
 
 
@@ -102,8 +107,10 @@ class Checkpointer:
             )
 
     def _disk_full(self, step: int | None, detail: str) -> OSError:
-        kept = max((s for s in self._manager.all_steps() if s != step), default=None)
-        kept = "no checkpoint is complete yet" if kept is None else f"the last complete checkpoint (step {kept}) is kept"
+        previous = max((s for s in self._manager.all_steps() if s != step), default=None)
+        kept = "no checkpoint is complete yet"
+        if previous is not None:
+            kept = f"the last complete checkpoint (step {previous}) is kept"
         return OSError(
             errno.ENOSPC,
             f"Not enough disk space in {self.directory} to save checkpoint {step}: it needs about"

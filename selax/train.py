@@ -514,8 +514,8 @@ def _check_divergence(
         f"The loss at step {step} ({losses[-1]:.4g}) is over {config.divergence.factor:g} times the median of"
         f" the losses logged before it ({reference:.4g}): training is diverging. Lower"
         f" config.optimizer.base_lr (now {config.optimizer.base_lr:g}) or raise config.optimizer.warmup_steps"
-        f" (now {config.optimizer.warmup_steps}), and rerun in a fresh workdir (this one's checkpoints hold the"
-        " diverging state)."
+        f" (now {config.optimizer.warmup_steps}), and rerun in a fresh workdir (this one's checkpoints hold"
+        " the diverging state)."
     )
     if not config.divergence.stop:
         logging.warning("%s (config.divergence.stop=True stops the run on this.)", message)
