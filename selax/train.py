@@ -430,11 +430,15 @@ def _train(experiment: Experiment, workdir: str) -> dict[str, float]:
                 next_batch = prefetcher.submit(experiment.load_batch, step + 1)
             state, metrics = experiment.train_step(state, batch)
             done = step + 1
-            # Step 1 is logged too: the loss at the start is the scale a divergence is measured against.
-            if done == 1 or done % config.log_every_steps == 0 or done == total_steps:
+            log = done % config.log_every_steps == 0 or done == total_steps
+            # Step 1 is recorded too (with no progress line: its time is the compilation's): the loss at
+            # the start is the scale a divergence is measured against.
+            if log or done == 1:
                 _check_finite(state, done, checkpointer)
                 scalars = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
-                rates.append(reporter.progress(done, {"loss": scalars["train/total_loss"]}, images_per_step))
+                if log:
+                    loss = {"loss": scalars["train/total_loss"]}
+                    rates.append(reporter.progress(done, loss, images_per_step))
                 reporter.write_scalars(done, scalars)
                 _check_divergence(reporter.values("train/total_loss"), done, config, checkpointer)
             if config.eval_every_steps and done % config.eval_every_steps == 0 and done < total_steps:
