@@ -166,6 +166,8 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, uninterrupted, kill_sig
     resumed = subprocess.run(main_command(tmp_path, *RESUME_FLAGS), cwd=REPO, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resumed from" in resumed.stderr
+    # Only a killed run leaves its workdir lock behind; the next run takes it over.
+    assert ("Taking over the workdir" in resumed.stderr) == (kill_signal == signal.SIGKILL)
     with open(tmp_path / "metrics.json") as f:
         metrics = json.load(f)
     for key in ("test/prototype_top1", "test/linear_top1", "test/knn_top1"):
