@@ -1,5 +1,11 @@
-"""What a run reports: a progress line with rate and ETA, TensorBoard scalars, metrics.json and a plot."""
+"""What a run reports: a progress line with rate and ETA, TensorBoard scalars, metrics.json and a plot.
 
+The history of scalars is appended to `WORKDIR/history.jsonl` as it is written, so that a resumed run
+reports the whole run: it keeps the points up to the step it resumed from (those logged later by a
+killed run are superseded) and rewrites the TensorBoard events from them, each step once.
+"""
+
+import glob
 import io
 import json
 import os
@@ -10,23 +16,71 @@ import numpy as np
 
 from absl import logging
 
+HISTORY_FILE = "history.jsonl"
+
+# `{name: {step: value}}`: every scalar logged, each step once.
+History = dict[str, dict[int, float]]
+
+
+def read_history(path: str, up_to_step: int) -> History:
+    """The scalars of the history file at `path` logged at steps <= `up_to_step` (a later line of a step
+    replaces an earlier one); empty when there is no file. A line cut short by a kill is skipped."""
+    history: History = {}
+    if not os.path.exists(path):
+        return history
+    with open(path) as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if entry["step"] <= up_to_step:
+                for name, value in entry["scalars"].items():
+                    history.setdefault(name, {})[entry["step"]] = value
+    return history
+
+
+def _history_lines(history: History) -> str:
+    """`history` as the history file's lines, one per step."""
+    steps: dict[int, dict[str, float]] = {}
+    for name, points in history.items():
+        for step, value in points.items():
+            steps.setdefault(step, {})[name] = value
+    return "".join(json.dumps(dict(step=step, scalars=steps[step])) + "\n" for step in sorted(steps))
+
 
 class Reporter:
-    """Writes scalars to TensorBoard event files in `workdir` and logs a progress line.
+    """Writes scalars to `workdir`'s history file and TensorBoard event files, and logs a progress line.
 
-    Only the process with `active=True` (process 0) writes; the others keep the history for nothing.
+    Every process keeps the history (the loop reads it back: `values`); only the process with
+    `active=True` (process 0) writes files. A run resumed at `start_step` starts from the history up
+    to that step.
     """
 
-    def __init__(self, workdir: str, total_steps: int, *, active: bool = True):
+    def __init__(self, workdir: str, total_steps: int, start_step: int = 0, *, active: bool = True):
         self._total_steps = total_steps
         self._active = active
         self._workdir = workdir
-        self.history: dict[str, list[tuple[int, float]]] = {}
-        self._writer = None
+        path = os.path.join(workdir, HISTORY_FILE)
+        self.history = read_history(path, start_step)
+        self._file = self._writer = None
         if active:
             from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
 
-            self._writer = SummaryWriter(logdir=os.path.join(workdir, "tensorboard"))
+            with open(path + ".tmp", "w") as f:
+                f.write(_history_lines(self.history))
+            os.replace(path + ".tmp", path)
+            self._file = open(path, "a")
+            logdir = os.path.join(workdir, "tensorboard")
+            # The events are rewritten from the history: the earlier runs' files would repeat its steps
+            # and hold the points it superseded.
+            for events in glob.glob(os.path.join(logdir, "events.out.tfevents.*")):
+                os.remove(events)
+            self._writer = SummaryWriter(logdir=logdir)
+            for name, points in sorted(self.history.items()):
+                for step, value in sorted(points.items()):
+                    self._writer.add_scalar(name, value, step)
+            self._writer.flush()
         self._last_time = None
         self._last_step = None
 
@@ -34,11 +88,22 @@ class Reporter:
         self._last_time, self._last_step = time.perf_counter(), step
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+        """Records `scalars` at `step`: in the history, its file (flushed, so a kill keeps them) and
+        TensorBoard. A point already recorded with the same value (a finished run run again) is skipped."""
+        scalars = {
+            name: float(value)
+            for name, value in scalars.items()
+            if self.history.get(name, {}).get(step) != float(value)
+        }
+        if not scalars:
+            return
         for name, value in scalars.items():
-            self.history.setdefault(name, []).append((step, float(value)))
-            if self._writer is not None:
-                self._writer.add_scalar(name, float(value), step)
-        if self._writer is not None:
+            self.history.setdefault(name, {})[step] = value
+        if self._active:
+            self._file.write(json.dumps(dict(step=step, scalars=scalars)) + "\n")
+            self._file.flush()
+            for name, value in scalars.items():
+                self._writer.add_scalar(name, value, step)
             self._writer.flush()
 
     def write_figure(self, step: int, name: str, figure: Any) -> None:
@@ -54,6 +119,10 @@ class Reporter:
         pixels = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
         self._writer.add_image(f"pictures/{name}", pixels, step, dataformats="HWC")
         self._writer.flush()
+
+    def values(self, name: str) -> list[float]:
+        """The values of scalar `name` logged so far (resumed runs: since the start), in step order."""
+        return [value for _, value in sorted(self.history.get(name, {}).items())]
 
     def progress(self, step: int, scalars: Mapping[str, float], images_per_step: int) -> float:
         """Logs `step/total loss=... images/s ETA` since the last call; returns the measured images/s."""
@@ -83,6 +152,7 @@ class Reporter:
             json.dump(dict(final_metrics), f, indent=2, sort_keys=True)
         plot_curves(self.history, os.path.join(workdir, "curves.png"))
         self._writer.close()
+        self._file.close()
 
 
 # Panels of `curves.png`, by what a scalar measures: the first whose test matches its name.
@@ -94,7 +164,7 @@ PANELS = (
 )
 
 
-def plot_curves(history: Mapping[str, list[tuple[int, float]]], path: str) -> None:
+def plot_curves(history: Mapping[str, Mapping[int, float]], path: str) -> None:
     """The scalars with more than one point against step, one panel per kind (`PANELS`); per-head copies
     of a metric (`*_head<t>`) are left out (their mean and best are drawn).
 
@@ -112,9 +182,9 @@ def plot_curves(history: Mapping[str, list[tuple[int, float]]], path: str) -> No
     axes = fig.subplots(1, max(len(ordered), 1), squeeze=False)
     for ax, (title, names) in zip(axes[0], ordered):
         for name in names:
-            steps, values = zip(*history[name])
+            steps, values = zip(*sorted(history[name].items()))
             ax.plot(steps, values, label=name, linewidth=1.2)
-        values = [v for name in names for _, v in history[name]]
+        values = [v for name in names for v in history[name].values()]
         if title == "losses" and min(values) > 0 and max(values) / min(values) > 30:
             ax.set_yscale("log")
         ax.set_title(title)

@@ -5,13 +5,14 @@ The config is read here, at the edge; everything it calls is pure functions of a
 """
 
 import concurrent.futures
+import contextlib
 import functools
 import json
 import math
 import os
 import signal
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +30,7 @@ from selax.methods.base import CLASSIFICATION, Method, RunInfo, StepInputs
 from selax.models.network import network_from_config
 from selax.optimizers import optimizer_from_config
 from selax.reporting import Reporter
+from selax.workdir import lock as lock_workdir
 
 
 class TrainState(train_state.TrainState):
@@ -182,6 +184,8 @@ def validate_config(config: ml_collections.ConfigDict, method: Method, num_devic
             f"config.dataset.labels_per_class={config.dataset.labels_per_class!r} must be a whole number >= 0"
             " (0: every labeled image)."
         )
+    if not isinstance(config.divergence.factor, (int, float)) or not config.divergence.factor > 1:
+        raise ValueError(f"config.divergence.factor={config.divergence.factor!r} must be a number > 1.")
     if not isinstance(config.eval_every_steps, int) or config.eval_every_steps < 0:
         raise ValueError(
             f"config.eval_every_steps={config.eval_every_steps!r} must be a whole number >= 0 (0: only the"
@@ -453,8 +457,16 @@ def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Trains and evaluates as `config` says, checkpointing to and resuming from `workdir`."""
     experiment = Experiment(config, sharding.data_mesh())
-    is_main = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
+    # One run per workdir; the processes of one multi-process job share it, process 0 holding it.
+    with lock_workdir(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+        return _train(experiment, workdir)
+
+
+def _train(experiment: Experiment, workdir: str) -> dict[str, float]:
+    """`run` in the workdir it holds: resume, loop, final evaluation and report."""
+    config = experiment.config
+    is_main = jax.process_index() == 0
     if is_main:
         record_config(config, workdir)
     state = experiment.init_state()
@@ -466,14 +478,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         max_to_keep=config.checkpoint.keep,
         save_interval_steps=config.checkpoint.every_steps,
     )
-    if checkpointer.latest_step is not None:
-        state = checkpointer.restore(state)
-        logging.info("Resumed from %s at step %d.", workdir, checkpointer.latest_step)
+    state, restored = checkpointer.restore_newest(state)
+    if restored is not None:
+        logging.info("Resumed from %s at step %d.", workdir, restored)
     start_step = int(state.step)
 
     # --- Loop --------------------------------------------------------------------------------------
     images_per_step = config.batch.unlabeled + config.batch.labeled
-    reporter = Reporter(workdir, total_steps, active=is_main)
+    reporter = Reporter(workdir, total_steps, start_step, active=is_main)
     stop = _StopOnSignal()
     reporter.start_timer(start_step)
     wall_start = time.perf_counter()
@@ -488,11 +500,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
                 next_batch = prefetcher.submit(experiment.load_batch, step + 1)
             state, metrics = experiment.train_step(state, batch)
             done = step + 1
-            if done % config.log_every_steps == 0 or done == total_steps:
+            log = done % config.log_every_steps == 0 or done == total_steps
+            # Step 1 is recorded too (with no progress line: its time is the compilation's): the loss at
+            # the start is the scale a divergence is measured against.
+            if log or done == 1:
                 _check_finite(state, done, checkpointer)
                 scalars = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
-                rates.append(reporter.progress(done, {"loss": scalars["train/total_loss"]}, images_per_step))
+                if log:
+                    loss = {"loss": scalars["train/total_loss"]}
+                    rates.append(reporter.progress(done, loss, images_per_step))
                 reporter.write_scalars(done, scalars)
+                _check_divergence(reporter.values("train/total_loss"), done, config, checkpointer)
             if config.eval_every_steps and done % config.eval_every_steps == 0 and done < total_steps:
                 scalars = experiment.evaluate(state)
                 logging.info(
@@ -552,6 +570,36 @@ def _check_finite(state: TrainState, step: int, checkpointer: Checkpointer) -> N
             f" not applied and {kept}. Lower config.optimizer.base_lr, raise warmup_steps or check the input"
             " data, then rerun."
         )
+
+
+def divergence(losses: Sequence[float], factor: float) -> float | None:
+    """The median of the earlier `losses` (logged losses in step order) when the last one exceeds it
+    `factor` times, a loss blowing up relative to its own history; otherwise None."""
+    if len(losses) < 2:
+        return None
+    reference = float(np.median(losses[:-1]))
+    return reference if 0 < reference and factor * reference < losses[-1] else None
+
+
+def _check_divergence(
+    losses: Sequence[float], step: int, config: ml_collections.ConfigDict, checkpointer: Checkpointer
+) -> None:
+    """Warns on a diverging loss (`divergence`), or stops the run when `config.divergence.stop`."""
+    reference = divergence(losses, config.divergence.factor)
+    if reference is None:
+        return
+    message = (
+        f"The loss at step {step} ({losses[-1]:.4g}) is over {config.divergence.factor:g} times the median of"
+        f" the losses logged before it ({reference:.4g}): training is diverging. Lower"
+        f" config.optimizer.base_lr (now {config.optimizer.base_lr:g}) or raise config.optimizer.warmup_steps"
+        f" (now {config.optimizer.warmup_steps}), and rerun in a fresh workdir (this one's checkpoints hold"
+        " the diverging state)."
+    )
+    if not config.divergence.stop:
+        logging.warning("%s (config.divergence.stop=True stops the run on this.)", message)
+        return
+    checkpointer.close()
+    raise FloatingPointError(f"{message} Training stopped (config.divergence.stop=True).")
 
 
 class _StopOnSignal:

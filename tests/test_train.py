@@ -2,7 +2,9 @@
 
 import importlib
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,8 +14,10 @@ import jax
 import numpy as np
 import pytest
 
-from selax import sharding, train
+from selax import sharding, train, workdir
 from selax.checkpoint import Checkpointer
+from selax.reporting import HISTORY_FILE, read_history
+from test_reporting import read_events
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -139,7 +143,7 @@ def _wait_for(predicate, process, timeout=300):
 
 @pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_run_resumes_to_the_same_result(tmp_path, uninterrupted, kill_signal):
-    _, reference = uninterrupted
+    reference_dir, reference = uninterrupted
     process = subprocess.Popen(
         main_command(tmp_path, *RESUME_FLAGS),
         cwd=REPO,
@@ -162,10 +166,26 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, uninterrupted, kill_sig
     resumed = subprocess.run(main_command(tmp_path, *RESUME_FLAGS), cwd=REPO, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resumed from" in resumed.stderr
+    # Only a killed run leaves its workdir lock behind; the next run takes it over.
+    assert ("Taking over the workdir" in resumed.stderr) == (kill_signal == signal.SIGKILL)
     with open(tmp_path / "metrics.json") as f:
         metrics = json.load(f)
     for key in ("test/prototype_top1", "test/linear_top1", "test/knn_top1"):
         assert metrics[key] == pytest.approx(reference[key], abs=1e-6), key
+
+    # The history covers the whole run, each logged step once, as the uninterrupted run's does: the
+    # points the killed run logged past its checkpoint are superseded.
+    history = read_history(str(tmp_path / HISTORY_FILE), up_to_step=12)
+    expected = read_history(str(reference_dir / HISTORY_FILE), up_to_step=12)
+    assert sorted(history["train/total_loss"]) == [1, 2, 4, 6, 8, 10, 12]
+    assert history.keys() == expected.keys()
+    for name, points in expected.items():
+        assert history[name].keys() == points.keys(), name
+        if name.startswith("train/"):
+            assert list(history[name].values()) == pytest.approx(list(points.values()), rel=1e-5), name
+    events = read_events(tmp_path / "tensorboard")
+    assert events.keys() == history.keys()
+    assert all([step for step, _ in events[name]] == sorted(history[name]) for name in events)
 
 
 def test_nonfinite_loss_stops_with_a_message_and_keeps_good_checkpoints(tmp_path):
@@ -177,6 +197,26 @@ def test_nonfinite_loss_stops_with_a_message_and_keeps_good_checkpoints(tmp_path
     assert signal.getsignal(signal.SIGINT) is handler  # Ctrl-C works again for the caller.
 
 
+def test_divergence_is_a_loss_far_above_the_median_of_its_history():
+    assert train.divergence([2.3], 10.0) is None  # Nothing to compare with yet.
+    assert train.divergence([2.3, 1.2e7], 10.0) == 2.3  # Blown up by the first logged step.
+    assert train.divergence([2.3, 1.5, 1.0, 0.5, 0.3, 2.0], 10.0) is None  # A bump, not a blow-up.
+    assert train.divergence([2.3, 1.5, 1.0, 0.5, 0.3, 12.0], 10.0) == 1.0
+    assert train.divergence([2.3, 1.5, 1.0, 0.5, 0.3, 12.0], 20.0) is None
+    assert train.divergence([2.3, 1.2e7, 1.5e7], 10.0) is None  # Reported once, where it blew up.
+
+
+def test_a_diverging_loss_warns_or_stops_as_configured_saying_what_to_lower(tmp_path, caplog):
+    checkpointer = Checkpointer(str(tmp_path / "checkpoints"))
+    advice = r"Lower config.optimizer.base_lr \(now 1000\) or raise config.optimizer.warmup_steps \(now \d+\)"
+    with caplog.at_level(logging.WARNING):
+        train._check_divergence([2.3, 1.2e7], 50, smoke_config(**{"optimizer.base_lr": 1e3}), checkpointer)
+    assert re.search(r"loss at step 50 \(1.2e\+07\) .* training is diverging. " + advice, caplog.text)
+    config = smoke_config(**{"optimizer.base_lr": 1e3, "divergence.stop": True})
+    with pytest.raises(FloatingPointError, match=advice + ".*Training stopped"):
+        train._check_divergence([2.3, 1.2e7], 50, config, checkpointer)
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
@@ -186,6 +226,7 @@ def test_nonfinite_loss_stops_with_a_message_and_keeps_good_checkpoints(tmp_path
         ({"checkpoint.every_steps": 0}, "config.checkpoint.every_steps=0 must be"),
         ({"log_every_steps": 0}, "config.log_every_steps=0 must be"),
         ({"eval_every_steps": -1}, "config.eval_every_steps=-1 must be"),
+        ({"divergence.factor": 0.5}, "config.divergence.factor=0.5 must be a number > 1"),
         ({"optimizer.name": "adam"}, "config.optimizer.name='adam'"),
         (
             {"batch.unlabeled": 60},
@@ -199,6 +240,13 @@ def test_nonfinite_loss_stops_with_a_message_and_keeps_good_checkpoints(tmp_path
 def test_bad_config_fails_at_start_naming_the_field(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         train.run(smoke_config(**overrides), str(tmp_path))
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_run_on_a_workdir_in_use_refuses_before_writing_to_it(tmp_path):
+    with workdir.lock(str(tmp_path)):
+        with pytest.raises(RuntimeError, match=f"workdir {tmp_path} is in use by another selax run"):
+            train.run(smoke_config(), str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()
 
 

@@ -1,0 +1,58 @@
+"""The Reporter's history: a resumed run reports the whole run, each logged step once."""
+
+import glob
+import json
+import os
+import struct
+
+from selax.reporting import HISTORY_FILE, Reporter, read_history
+
+
+def read_events(logdir) -> dict[str, list[tuple[int, float]]]:
+    """`{tag: [(step, value), ...]}` of the scalars in every TensorBoard events file of `logdir`, in file
+    order (TFRecord framing: 8-byte length, 4-byte CRC, the event, 4-byte CRC)."""
+    from tensorboardX.proto import event_pb2
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
+        with open(path, "rb") as f:
+            data = f.read()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack("<Q", data[offset : offset + 8])
+            event = event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])
+            offset += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+def test_a_resumed_run_supersedes_the_points_past_its_step_and_logs_each_step_once(tmp_path):
+    killed = Reporter(str(tmp_path), 8)
+    for step in (2, 4, 6):  # Then killed, its last checkpoint at step 4.
+        killed.write_scalars(step, {"train/loss": float(step)})
+    killed.write_scalars(4, {"test/top1": 0.5})
+
+    resumed = Reporter(str(tmp_path), 8, start_step=4)
+    assert resumed.values("train/loss") == [2.0, 4.0]
+    for step in (6, 8):
+        resumed.write_scalars(step, {"train/loss": 10.0 + step})
+    resumed.write_scalars(4, {"test/top1": 0.5})  # Already there: not repeated.
+    resumed.finish(str(tmp_path), {"test/top1": 0.7})
+
+    expected = {"train/loss": [(2, 2.0), (4, 4.0), (6, 16.0), (8, 18.0)], "test/top1": [(4, 0.5)]}
+    assert {name: sorted(points.items()) for name, points in resumed.history.items()} == expected
+    lines = (tmp_path / HISTORY_FILE).read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [2, 4, 6, 8]
+    history = read_history(str(tmp_path / HISTORY_FILE), up_to_step=8)
+    assert {name: sorted(points.items()) for name, points in history.items()} == expected
+    assert len(glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))) == 1
+    assert read_events(tmp_path / "tensorboard") == expected  # In step order, each step once.
+    assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_a_line_cut_short_by_a_kill_is_skipped(tmp_path):
+    path = tmp_path / HISTORY_FILE
+    path.write_text('{"step": 2, "scalars": {"train/loss": 1.5}}\n{"step": 4, "scal')
+    assert read_history(str(path), up_to_step=10) == {"train/loss": {2: 1.5}}
+    assert read_history(str(tmp_path / "absent.jsonl"), up_to_step=10) == {}
