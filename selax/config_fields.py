@@ -125,6 +125,7 @@ def base(method: str) -> ml_collections.ConfigDict:
     config.log_every_steps = 50
     config.eval_every_steps = 200  # 0: only the final evaluation.
     config.checkpoint = dict(every_steps=200, keep=2)
+    config.logging = dict(wandb_project=placeholder(str))  # Set: also log to Weights & Biases (pip install wandb).
     config.pictures = True  # At the end: embedding map, confusion matrix or cluster gallery (selax.pictures).
     # A logged loss over `factor` times the median of the earlier ones warns, or with `stop` ends the run.
     config.divergence = dict(factor=10.0, stop=False)

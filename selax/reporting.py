@@ -49,6 +49,29 @@ def _history_lines(history: History) -> str:
     return "".join(json.dumps(dict(step=step, scalars=steps[step])) + "\n" for step in sorted(steps))
 
 
+WANDB_ID_FILE = "wandb_run_id"
+
+
+def _wandb_run(workdir: str, project: str, run_config: Mapping[str, Any] | None) -> Any:
+    """A Weights & Biases run of `project` whose id is kept in `workdir/WANDB_ID_FILE`, so that a resumed
+    run logs to the same run."""
+    try:
+        import wandb  # pylint: disable=g-import-not-at-top
+    except ImportError:
+        raise ImportError(
+            f"config.logging.wandb_project={project!r} needs Weights & Biases: pip install wandb (or leave it unset)."
+        ) from None
+    id_file = os.path.join(workdir, WANDB_ID_FILE)
+    if os.path.exists(id_file):
+        with open(id_file) as f:
+            run_id = f.read().strip()
+    else:
+        run_id = wandb.util.generate_id()
+        with open(id_file, "w") as f:
+            f.write(run_id)
+    return wandb.init(project=project, id=run_id, resume="allow", dir=workdir, config=dict(run_config or {}))
+
+
 class Reporter:
     """Writes scalars to `workdir`'s history file and TensorBoard event files, and logs a progress line.
 
@@ -57,9 +80,19 @@ class Reporter:
     to that step.
     """
 
-    def __init__(self, workdir: str, total_steps: int, start_step: int = 0, *, active: bool = True):
+    def __init__(
+        self,
+        workdir: str,
+        total_steps: int,
+        start_step: int = 0,
+        *,
+        active: bool = True,
+        wandb_project: str | None = None,
+        run_config: Mapping[str, Any] | None = None,
+    ):
         self._total_steps = total_steps
         self._active = active
+        self._wandb = _wandb_run(workdir, wandb_project, run_config) if active and wandb_project else None
         self._workdir = workdir
         path = os.path.join(workdir, HISTORY_FILE)
         self.history = read_history(path, start_step)
@@ -105,6 +138,8 @@ class Reporter:
             for name, value in scalars.items():
                 self._writer.add_scalar(name, value, step)
             self._writer.flush()
+        if self._wandb is not None:
+            self._wandb.log(scalars, step=step)
 
     def write_figure(self, step: int, name: str, figure: Any) -> None:
         """Saves a matplotlib figure as `workdir/<name>.png` and as image `pictures/<name>` in TensorBoard."""
@@ -119,6 +154,10 @@ class Reporter:
         pixels = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
         self._writer.add_image(f"pictures/{name}", pixels, step, dataformats="HWC")
         self._writer.flush()
+        if self._wandb is not None:
+            import wandb  # pylint: disable=g-import-not-at-top
+
+            self._wandb.log({f"pictures/{name}": wandb.Image(pixels)}, step=step)
 
     def values(self, name: str) -> list[float]:
         """The values of scalar `name` logged so far (resumed runs: since the start), in step order."""
@@ -153,6 +192,8 @@ class Reporter:
         plot_curves(self.history, os.path.join(workdir, "curves.png"))
         self._writer.close()
         self._file.close()
+        if self._wandb is not None:
+            self._wandb.finish()
 
 
 # Panels of `curves.png`, by what a scalar measures: the first whose test matches its name.

@@ -485,13 +485,21 @@ def _train(experiment: Experiment, workdir: str) -> dict[str, float]:
 
     # --- Loop --------------------------------------------------------------------------------------
     images_per_step = config.batch.unlabeled + config.batch.labeled
-    reporter = Reporter(workdir, total_steps, start_step, active=is_main)
+    reporter = Reporter(
+        workdir,
+        total_steps,
+        start_step,
+        active=is_main,
+        wandb_project=config.logging.wandb_project,
+        run_config=config.to_dict(),
+    )
     stop = _StopOnSignal()
     reporter.start_timer(start_step)
     wall_start = time.perf_counter()
     rates = []
     prefetcher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
     next_batch = prefetcher.submit(experiment.load_batch, start_step)
+    metric_sums, summed_steps = None, 0
     try:
         for step in range(start_step, total_steps):
             state = experiment.update_extras(state, step)
@@ -499,13 +507,18 @@ def _train(experiment: Experiment, workdir: str) -> dict[str, float]:
             if step + 1 < total_steps:  # Read the next batch while this step runs.
                 next_batch = prefetcher.submit(experiment.load_batch, step + 1)
             state, metrics = experiment.train_step(state, batch)
+            # Sums on the device since the last record, without waiting for the step.
+            metric_sums = metrics if metric_sums is None else jax.tree.map(jnp.add, metric_sums, metrics)
+            summed_steps += 1
             done = step + 1
             log = done % config.log_every_steps == 0 or done == total_steps
             # Step 1 is recorded too (with no progress line: its time is the compilation's): the loss at
             # the start is the scale a divergence is measured against.
             if log or done == 1:
                 _check_finite(state, done, checkpointer)
-                scalars = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
+                # The means over the steps since the last record (a resumed run's first: since its start).
+                scalars = {f"train/{k}": float(v) / summed_steps for k, v in jax.device_get(metric_sums).items()}
+                metric_sums, summed_steps = None, 0
                 if log:
                     loss = {"loss": scalars["train/total_loss"]}
                     rates.append(reporter.progress(done, loss, images_per_step))

@@ -56,3 +56,34 @@ def test_a_line_cut_short_by_a_kill_is_skipped(tmp_path):
     path.write_text('{"step": 2, "scalars": {"train/loss": 1.5}}\n{"step": 4, "scal')
     assert read_history(str(path), up_to_step=10) == {"train/loss": {2: 1.5}}
     assert read_history(str(tmp_path / "absent.jsonl"), up_to_step=10) == {}
+
+
+def test_wandb_logs_to_one_run_across_resumes(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+
+    class Run:
+        def log(self, scalars, step):
+            calls.append(("log", step, scalars))
+
+        def finish(self):
+            calls.append(("finish",))
+
+    fake = types.SimpleNamespace(
+        util=types.SimpleNamespace(generate_id=lambda: f"id{len(calls)}"),
+        init=lambda **kwargs: calls.append(("init", kwargs["id"], kwargs["resume"], kwargs["project"])) or Run(),
+    )
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    first = Reporter(str(tmp_path), 4, wandb_project="p", run_config={"seed": 0})
+    first.write_scalars(2, {"train/loss": 1.0})
+    Reporter(str(tmp_path), 4, start_step=2, wandb_project="p").finish(str(tmp_path), {})
+    assert calls == [
+        ("init", "id0", "allow", "p"), ("log", 2, {"train/loss": 1.0}), ("init", "id0", "allow", "p"), ("finish",)
+    ]
+    monkeypatch.setitem(sys.modules, "wandb", None)  # Not installed.
+    import pytest
+
+    with pytest.raises(ImportError, match="pip install wandb"):
+        Reporter(str(tmp_path / "other"), 4, wandb_project="p")

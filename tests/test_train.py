@@ -16,6 +16,7 @@ import pytest
 
 from selax import sharding, train, workdir
 from selax.checkpoint import Checkpointer
+from selax.optimizers import optimizer_from_config
 from selax.reporting import HISTORY_FILE, read_history
 from test_reporting import read_events
 
@@ -131,6 +132,15 @@ def test_run_writes_metrics_curves_and_tensorboard(uninterrupted):
     assert (workdir / "curves.png").stat().st_size > 0
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir / "tensorboard"))
     assert max(int(name) for name in os.listdir(workdir / "checkpoints") if name.isdigit()) == 12
+    # Training scalars are means over the steps since the last record: step 1 alone, step 2 alone (after
+    # step 1's record), then the logging interval's 2 steps.
+    _, schedule = optimizer_from_config(smoke_config().optimizer, 12)
+    rates = [float(schedule(step)) for step in range(12)]
+    logged = read_history(str(workdir / HISTORY_FILE), up_to_step=12)["train/learning_rate"]
+    assert (logged[1], logged[2]) == pytest.approx((rates[0], rates[1]))
+    for step in range(4, 13, 2):
+        assert logged[step] == pytest.approx((rates[step - 2] + rates[step - 1]) / 2), step
+    assert rates[2] != rates[3]  # The schedule moves inside an interval: a mean differs from a value.
 
 
 def _wait_for(predicate, process, timeout=300):
