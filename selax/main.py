@@ -1,4 +1,9 @@
-"""Entry point: `python -m selax.main --config=configs/default.py --workdir=DIR [--config.field=value ...]`."""
+"""Entry point: `python -m selax.main --config=configs/default.py --workdir=DIR [--config.field=value ...]`.
+
+Trains (`selax.train.run`), then writes the test split's predictions, features and embeddings to
+`DIR/export/test.{csv,npz}` (`selax.results.export`; `--export=test,train` for more splits, `--export=`
+for none).
+"""
 
 import logging as logging_std
 import os
@@ -8,7 +13,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from selax import train
+from selax import results, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file (configs/*.py[:arg]).", lock_config=True
@@ -21,6 +26,9 @@ _COORDINATOR = flags.DEFINE_string(
 )
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
+_EXPORT = flags.DEFINE_list(
+    "export", ["test"], "Splits whose predictions are written to WORKDIR/export at the end (selax.export); empty: none."
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -53,6 +61,9 @@ def main(argv: list[str]) -> None:
     )
     logging.info("Config:\n%s", _CONFIG.value)
     train.run(_CONFIG.value, _WORKDIR.value)
+    if _EXPORT.value and jax.process_count() == 1:  # Multi-process runs: python -m selax.export afterwards.
+        for split, path in results.export(_WORKDIR.value, _EXPORT.value).items():
+            logging.info("Predictions of the %s split: %s", split, path)
 
 
 if __name__ == "__main__":

@@ -132,6 +132,9 @@ def test_run_writes_metrics_curves_and_tensorboard(uninterrupted):
     assert (workdir / "curves.png").stat().st_size > 0
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir / "tensorboard"))
     assert max(int(name) for name in os.listdir(workdir / "checkpoints") if name.isdigit()) == 12
+    with open(workdir / "export" / "test.csv") as f:  # Written by selax.main at the end.
+        rows = f.read().splitlines()
+    assert rows[0].startswith("index,name,label,predicted_label,confidence") and len(rows) == 1 + 540
     # Training scalars are means over the steps since the last record: step 1 alone, step 2 alone (after
     # step 1's record), then the logging interval's 2 steps.
     _, schedule = optimizer_from_config(smoke_config().optimizer, 12)
