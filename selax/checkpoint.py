@@ -65,12 +65,18 @@ class Checkpointer:
     Saves are asynchronous; `close()` waits for the last one.
     """
 
-    def __init__(self, directory: str, *, max_to_keep: int = 3, save_interval_steps: int = 1):
+    def __init__(self, directory: str, *, keep: int = 3, every_steps: int = 1):
         self.directory = os.path.abspath(directory)
+        policies = ocp.checkpoint_managers
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=max_to_keep, save_interval_steps=save_interval_steps, create=True
+                # Every `every_steps`, and at the step a multi-process job agrees on after a SIGTERM.
+                save_decision_policy=policies.AnySavePolicy(
+                    [policies.FixedIntervalPolicy(every_steps), policies.PreemptionCheckpointingPolicy()]
+                ),
+                preservation_policy=policies.LatestN(keep),
+                create=True,
             ),
         )
         self._needed_bytes = 0  # What the last save needs on the disk, for the message of a full disk.
@@ -85,8 +91,18 @@ class Checkpointer:
         """Where checkpoints that do not restore are moved: beside `directory`, out of orbax's sight."""
         return self.directory + "_corrupt"
 
+    def should_save(self, step: int) -> bool:
+        """Whether `step` is one to save: the interval's, or the preemption sync point of a multi-process
+        job (`reached_preemption`). Every process calls it at every step: the sync protocol needs that."""
+        return self._manager.should_save(step)
+
+    def reached_preemption(self, step: int) -> bool:
+        """Whether a multi-process job has reached the step its processes agreed to stop at after one of
+        them received SIGTERM (JAX's preemption sync; always False in a single process)."""
+        return self._manager.reached_preemption(step)
+
     def save(self, step: int, state: Any, *, force: bool = False) -> bool:
-        """Saves `state` at `step` when the interval says so (or `force`); returns whether it saved.
+        """Saves `state` at `step` when `should_save` says so (or `force`); returns whether it saved.
 
         Raises `OSError(ENOSPC)` naming the directory and the space a checkpoint needs when the disk
         has too little free space (checked before the save) or a write fails for lack of it; the

@@ -6,7 +6,6 @@ for none).
 """
 
 import logging as logging_std
-import os
 
 import jax
 
@@ -33,15 +32,17 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _initialize_distributed() -> None:
-    """Starts JAX's multi-process runtime when asked by flags or when the cluster says so.
-
-    Explicit `--coordinator_address/--num_processes/--process_id` are passed through; on SLURM with
-    several tasks or a multi-host TPU slice, `jax.distributed.initialize()` detects them itself.
-    """
+    """Starts JAX's multi-process runtime: with the explicit `--coordinator_address/--num_processes/
+    --process_id`, or as `jax.distributed.initialize()` detects the cluster (SLURM, Open MPI, Kubernetes,
+    Cloud TPU, $JAX_COORDINATOR_ADDRESS); on a machine of none of them, the run is one process."""
     if _COORDINATOR.value is not None:
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 or "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
+        return
+    try:
         jax.distributed.initialize()
+    except ValueError as error:
+        if "coordinator_address" not in str(error):  # Anything but "no cluster found" is the user's to see.
+            raise
 
 
 class _QuietLibraries(logging_std.Filter):

@@ -474,14 +474,15 @@ def _train(experiment: Experiment, workdir: str) -> dict[str, float]:
 
     # --- Resume ------------------------------------------------------------------------------------
     checkpointer = Checkpointer(
-        os.path.join(workdir, "checkpoints"),
-        max_to_keep=config.checkpoint.keep,
-        save_interval_steps=config.checkpoint.every_steps,
+        os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep, every_steps=config.checkpoint.every_steps
     )
     state, restored = checkpointer.restore_newest(state)
+    start_step = int(state.step)
+    # JAX's preemption sync picks the step after the newest one any process has reported: report this one
+    # before anything else can take time, so that a SIGTERM from now on stops the job inside this run.
+    checkpointer.reached_preemption(start_step)
     if restored is not None:
         logging.info("Resumed from %s at step %d.", workdir, restored)
-    start_step = int(state.step)
 
     # --- Loop --------------------------------------------------------------------------------------
     images_per_step = config.batch.unlabeled + config.batch.labeled
@@ -493,7 +494,8 @@ def _train(experiment: Experiment, workdir: str) -> dict[str, float]:
         wandb_project=config.logging.wandb_project,
         run_config=config.to_dict(),
     )
-    stop = _StopOnSignal()
+    # Several processes: SIGTERM is JAX's preemption notice (its handler tells every process), not ours.
+    stop = _StopOnSignal((signal.SIGINT,) if jax.process_count() > 1 else (signal.SIGTERM, signal.SIGINT))
     reporter.start_timer(start_step)
     wall_start = time.perf_counter()
     rates = []
@@ -530,17 +532,22 @@ def _train(experiment: Experiment, workdir: str) -> dict[str, float]:
                     "step %d: %s", done, ", ".join(f"{k}={v:.4f}" for k, v in sorted(scalars.items()))
                 )
                 reporter.write_scalars(done, scalars)
-            if done % config.checkpoint.every_steps == 0 or stop.signum is not None:
+            # Orbax decides, asked at every step on every process: the interval, or the step a
+            # multi-process job agreed on after a SIGTERM (JAX's preemption sync).
+            preempted = checkpointer.reached_preemption(done)
+            if checkpointer.should_save(done) or stop.signum is not None:
                 _check_finite(state, done, checkpointer)
                 checkpointer.save(done, state, force=True)
-            if stop.signum is not None:
+            if stop.signum is not None or preempted:
                 checkpointer.close()
+                signum = stop.signum or signal.SIGTERM
                 logging.warning(
-                    "Stopped by signal %d at step %d; checkpoint saved. Run the same command to resume.",
-                    stop.signum,
+                    "Stopped by signal %d at step %d%s; checkpoint saved. Run the same command to resume.",
+                    signum,
                     done,
+                    " (the step every process agreed on)" if preempted else "",
                 )
-                raise SystemExit(128 + stop.signum)
+                raise SystemExit(128 + signum)
     finally:  # Also on a stop or an error: the caller gets its signal handlers back.
         stop.restore()
         prefetcher.shutdown()
@@ -616,11 +623,11 @@ def _check_divergence(
 
 
 class _StopOnSignal:
-    """Records SIGTERM/SIGINT so the loop can save a checkpoint and exit at the end of the step."""
+    """Records `signals` so the loop can save a checkpoint and exit at the end of the step."""
 
-    def __init__(self):
+    def __init__(self, signals: tuple[int, ...]):
         self.signum: int | None = None
-        self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        self._previous = {s: signal.signal(s, self._handle) for s in signals}
 
     def _handle(self, signum: int, frame: Any) -> None:
         del frame
