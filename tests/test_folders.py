@@ -117,6 +117,7 @@ def test_a_changed_folder_is_rebuilt_and_its_old_build_removed(tmp_path):
         ("test_class", dict(train_dir="{root}/train", test_dir="{root}/test"), r"classes \['zebra'\]"),
         (None, dict(train_dir="{root}/train", unlabeled_dir="{root}/nowhere"), "unlabeled_dir=.*not a directory"),
         (None, dict(train_dir="{root}/train", test_fraction=1.5), "test_fraction=1.5"),
+        (None, dict(train_dir="{root}/train", labels_per_class=7), "labels_per_class=7 .*'a_red' has 6"),
     ],
 )
 def test_folder_errors_name_the_path_or_field(tmp_path, change, fields, message):
@@ -132,3 +133,20 @@ def test_folder_errors_name_the_path_or_field(tmp_path, change, fields, message)
     fields = {k: v.format(root=root) if isinstance(v, str) else v for k, v in fields.items()}
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         _open(tmp_path / "tfds", **fields)
+
+
+def test_sixteen_bit_grey_and_rotated_photos_decode_as_a_viewer_shows_them(tmp_path):
+    from selax.data.readers import decode_square
+
+    ramp = (np.arange(16, dtype=np.uint16)[None, :] * 4000).repeat(16, 0)  # 0..60000 of 65535.
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    decoded = decode_square(str(tmp_path / "deep.png"), 16, channels=1)[..., 0]
+    assert decoded[:, 0].max() == 0 and decoded[:, -1].min() == 255  # Its own range, not clipped.
+    assert np.all(np.diff(decoded[0].astype(int)) >= 0)
+    photo = Image.new("RGB", (20, 10), (0, 0, 0))
+    photo.paste((255, 255, 255), (0, 0, 10, 10))  # White left half.
+    exif = photo.getexif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to view.
+    photo.save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    upright = decode_square(str(tmp_path / "rotated.jpg"), 10)  # Viewed 10 wide x 20 tall: white on top.
+    assert upright[:2].mean() > 200 and upright[-2:].mean() < 50

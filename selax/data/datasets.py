@@ -384,6 +384,14 @@ def _folder_splits(name: str, fields: Mapping[str, Any], data_dir: str | None) -
         )
         test = subset_reader(parts["train"], held_out)
     labeled_pool = subset_reader(parts["train"], pool)
+    counts = np.bincount(index.labels["train"][pool], minlength=len(index.classes))
+    short = [f"{index.classes[c]!r} has {counts[c]}" for c in np.flatnonzero(counts < fields["labels_per_class"])]
+    if short:
+        raise ValueError(
+            f"config.dataset.labels_per_class={fields['labels_per_class']} labeled images per class, but in"
+            f" {folder.train_dir!r} (after the held-out test images) {', '.join(short[:5])}: lower"
+            " labels_per_class, add images, or give a test_dir."
+        )
     labeled = subset_reader(labeled_pool, _labeled_positions(index.labels["train"][pool], fields))
     train = joined_reader([labeled_pool] + ([parts["unlabeled"]] if "unlabeled" in parts else []))
     mean, std = folders.channel_statistics(labeled_pool)

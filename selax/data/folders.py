@@ -86,14 +86,14 @@ def _visible(name: str) -> bool:
 def list_files(directory: str) -> list[str]:
     """Every visible file under ``directory``, recursively, sorted."""
     found = []
-    for parent, subdirs, names in os.walk(directory):
+    for parent, subdirs, names in os.walk(directory, followlinks=True):  # Linked folders count too.
         subdirs[:] = sorted(d for d in subdirs if _visible(d))
         found.extend(os.path.join(parent, n) for n in names if _visible(n))
     return sorted(found)
 
 
 def _class_names(train_dir: str) -> list[str]:
-    return sorted(e.name for e in os.scandir(train_dir) if e.is_dir() and _visible(e.name))
+    return sorted(e.name for e in os.scandir(train_dir) if e.is_dir(follow_symlinks=True) and _visible(e.name))
 
 
 def _listing(folder: ImageFolder) -> tuple[list[str], dict[str, list[tuple[str, int]]]]:

@@ -98,19 +98,28 @@ def joined_reader(parts: Sequence[SplitReader]) -> SplitReader:
     return SplitReader(int(starts[-1]), parts[0].num_classes, parts[0].image_shape, read, names)
 
 
+_WIDE_GREY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
 def decode_square(image_file: str | bytes, size: int, channels: int = 3) -> np.ndarray:
     """Decodes an image (path or encoded bytes) with PIL, resizes its shorter side to ``size``
     (bicubic; JPEGs are first reduced in the DCT domain where that stays >= size) and centre-crops.
+    EXIF orientation is applied; 16-bit and float grey images are scaled from their own min..max to 0..255.
 
     Returns:
       uint8 [size, size, channels]: RGB for 3 channels, luminance for 1.
     """
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     opened = io.BytesIO(image_file) if isinstance(image_file, bytes) else image_file
     mode = {1: "L", 3: "RGB"}[channels]
     with Image.open(opened) as image:
         image.draft(mode, (size, size))
+        image = ImageOps.exif_transpose(image)  # Upright, as a viewer shows it (camera JPEGs).
+        if image.mode in _WIDE_GREY_MODES:  # 16-bit or float grey (microscopy, medical): its own range.
+            values = np.asarray(image, np.float64)
+            low, high = values.min(), values.max()
+            image = Image.fromarray(np.uint8(np.round(255 * (values - low) / max(high - low, 1e-12))))
         image = image.convert(mode)
         scale = size / min(image.size)
         width = max(size, round(image.width * scale))
