@@ -151,16 +151,34 @@ def predict_split(
 ) -> dict[str, np.ndarray]:
     """The outputs `keys` of `predict` (with PRNG `key`, for random views) over every example of `split`
     (no dropped remainder: the last batch is padded and the padding cut off), as host arrays with
-    `split.size` rows."""
-    outputs: dict[str, list[np.ndarray]] = {}
-    for positions, _ in pipeline.eval_batches(split.size, batch_size):
+    `split.size` rows.
+
+    As in the training loop, the next batch is read (and decoded) on a host thread while the current one
+    runs, and a batch's outputs are copied to the host only once the next one is dispatched."""
+
+    def load(positions: np.ndarray) -> dict[str, jax.Array]:
         images, labels = split.read(positions)
-        batch = pipeline.global_batch(
-            mesh, dict(images=images, labels=labels, positions=positions.astype(np.int32))
-        )
-        result = jax.device_get({k: v for k, v in predict(variables, batch, key).items() if k in keys})
-        for name, value in result.items():
+        return pipeline.global_batch(mesh, dict(images=images, labels=labels, positions=positions.astype(np.int32)))
+
+    outputs: dict[str, list[np.ndarray]] = {}
+
+    def fetch(result: dict[str, jax.Array]) -> None:
+        for name, value in jax.device_get(result).items():
             outputs.setdefault(name, []).append(np.asarray(value))
+
+    batches = [positions for positions, _ in pipeline.eval_batches(split.size, batch_size)]
+    pending = None
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict-read") as reader:
+        next_batch = reader.submit(load, batches[0])
+        for index in range(len(batches)):
+            batch = next_batch.result()
+            if index + 1 < len(batches):
+                next_batch = reader.submit(load, batches[index + 1])
+            result = {k: v for k, v in predict(variables, batch, key).items() if k in keys}
+            if pending is not None:
+                fetch(pending)
+            pending = result
+    fetch(pending)
     return {name: np.concatenate(values)[: split.size] for name, values in outputs.items()}
 
 
