@@ -12,7 +12,10 @@ the same as `python -m selax.main --config=configs/X.py --workdir=W --config.see
 Prints one line per row (mean and standard deviation over the seeds): the semi-supervised runs'
 `test/prototype_top1` (Suave: prototypes; Daino: the teacher head), and the pre-training runs' kNN and
 linear-probe top-1 on frozen features with every train label. Writes
-experiments/results/digits_pipeline.json with every run's metrics and wall time.
+experiments/results/digits_pipeline.json with every run's metrics and wall time, merged into what the
+file already holds (a row run again replaces its earlier value; every other row stays), after every
+run. Each pair keeps the load average at its own start (`load_average_at_start[pair]`), each run the
+1-minute load average at its start.
 """
 
 import argparse
@@ -43,9 +46,28 @@ def load_config(name: str):
 
 
 def timed_run(config, workdir: str) -> dict[str, float]:
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     final = train.run(config, workdir)
-    return dict(final, command_seconds=time.perf_counter() - start)
+    return dict(final, command_seconds=time.perf_counter() - start, load_average_at_start=load)
+
+
+def load_results() -> dict:
+    """What the results file holds, in the per-pair form (an older file's single load average is Suave's,
+    the only pair it held)."""
+    results = {"load_average_at_start": {}, "runs": {}}
+    if os.path.exists(RESULTS):
+        with open(RESULTS) as f:
+            results = json.load(f)
+        load = results.get("load_average_at_start", {})
+        results["load_average_at_start"] = load if isinstance(load, dict) else {"suave": load}
+        results.setdefault("runs", {})
+    return results
+
+
+def save(results: dict) -> None:
+    with open(RESULTS, "w") as f:
+        json.dump(results, f, indent=1)
 
 
 def summary(values: list[float]) -> str:
@@ -60,15 +82,17 @@ def main() -> None:
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     labels = [int(n) for n in args.labels.split(",")]
-    results = {"load_average_at_start": os.getloadavg()[0], "runs": {}}
+    results = load_results()
     root = tempfile.mkdtemp(prefix="selax_digits_pipeline_")
     for pair in args.pairs.split(","):
         semi_name, pre_name = PAIRS[pair]
+        results["load_average_at_start"][pair] = os.getloadavg()[0]
         for seed in seeds:
             pre_dir = os.path.join(root, f"{pre_name}_seed{seed}")
             config = load_config(pre_name)
             config.seed = seed
             results["runs"][f"{pre_name}/seed{seed}"] = timed_run(config, pre_dir)
+            save(results)
             for num_labels in labels:
                 for start in ("scratch", pre_name):
                     config = load_config(semi_name)
@@ -78,8 +102,7 @@ def main() -> None:
                         config.model.init_checkpoint = pre_dir
                     workdir = os.path.join(root, f"{semi_name}_{num_labels}_{start}_seed{seed}")
                     results["runs"][f"{semi_name}/{num_labels}/{start}/seed{seed}"] = timed_run(config, workdir)
-        with open(RESULTS, "w") as f:
-            json.dump(results, f, indent=1)
+                    save(results)
 
     runs = results["runs"]
     print(f"\n{'row':<44} {'mean +/- std over seeds ' + args.seeds:>30}")
