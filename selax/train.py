@@ -343,8 +343,9 @@ class Experiment:
         variables = load_pretrained(
             {"params": state.params, "batch_stats": state.batch_stats}, self.config.model.init_checkpoint
         )
-        # The method's extras start from the pretrained network (Daino's teacher is a copy of it).
-        extras = self.method.init_extras(self.hp, variables["params"], variables["batch_stats"])
+        # The method's extras start from the pretrained network (Daino's teacher is a copy of it: its own
+        # buffers, as the step donates the whole state and a buffer may be donated only once).
+        extras = jax.tree.map(jnp.copy, self.method.init_extras(self.hp, variables["params"], variables["batch_stats"]))
         state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"], extras=extras)
         return jax.device_put(state, self.state_sharding)
 

@@ -99,7 +99,8 @@ def test_semi_supervised_runs_start_from_a_self_supervised_pretraining_workdir(s
     mesh = sharding.data_mesh(jax.devices()[:1])
     fresh = train.Experiment(config, mesh).init_state()
     config.model.init_checkpoint = str(workdir)
-    state = train.Experiment(config, mesh).init_state()
+    experiment = train.Experiment(config, mesh)
+    state = experiment.init_state()
     for module in ("encoder", "projector"):
         if module in fresh.params:
             same = jax.tree_util.tree_map(np.array_equal, state.params[module], saved["params"][module])
@@ -111,6 +112,9 @@ def test_semi_supervised_runs_start_from_a_self_supervised_pretraining_workdir(s
     if "teacher_params" in state.extras:
         same = jax.tree_util.tree_map(np.array_equal, state.extras["teacher_params"], state.params)
         assert all(jax.tree_util.tree_leaves(same))
+    # It trains: the state, donated to the step, holds no buffer twice (the teacher is a copy).
+    stepped, metrics = experiment.train_step(state, experiment.load_batch(0))
+    assert int(stepped.step) == 1 and np.isfinite(float(metrics["total_loss"]))
 
 
 def test_config_arguments_are_typed_and_unknown_ones_refused():
