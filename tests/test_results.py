@@ -15,7 +15,8 @@ from selax import results, train
 from selax.methods.base import CLASSIFICATION, CLUSTERING
 from test_configs import EXPECTED_METRICS, REPO, load_config
 
-FOLDER_METHODS = ("suave", "daino", "sela")
+FOLDER_METHODS = ("suave", "daino", "sela", "swav", "dino")
+CLASSIFIERS = ("suave", "daino")
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +50,10 @@ def test_folder_config_trains_each_method_and_exports_every_image(folder_runs, i
     with open(workdir / "config.json") as f:
         assert json.load(f)["dataset"]["train_dir"] == image_folders["train"]
 
-    pictures = ["embedding_map", "cluster_gallery" if method == "sela" else "confusion_matrix"]
+    pictures = ["embedding_map", "confusion_matrix" if method in CLASSIFIERS else "cluster_gallery"]
     for name in pictures:
         with Image.open(workdir / f"{name}.png") as image:
-            assert min(image.size) > 200, name
+            assert image.size[0] > 200 and image.size[1] > 100, name
     assert glob.glob(str(workdir / "tensorboard" / "events.*"))
 
     written = results.export(str(workdir), ["test", "train"])
@@ -63,9 +64,12 @@ def test_folder_config_trains_each_method_and_exports_every_image(folder_runs, i
     assert {r["class"] for r in test_rows} == {"a_red", "b_blue", "c_grey"}
     saved = np.load(os.path.join(workdir, "export", "test.npz"))
     assert saved["features"].shape[0] == 6 and list(saved["names"]) == [r["name"] for r in test_rows]
-    if method == "sela":
+    if method == "sela":  # Two heads in the smoke run, and pseudo-labels of the training images.
         assert {"cluster_head0", "cluster_head1", "pseudo_label_head1"} <= set(train_rows[0])
         assert "pseudo_label_head0" not in test_rows[0]
+    elif method not in CLASSIFIERS:  # SwAV, DINO: the prototype / output each image falls in.
+        assert "cluster_head0" in test_rows[0] and "predicted_label" not in test_rows[0]
+        assert not any(name.startswith("pseudo_label") for name in train_rows[0])
     else:
         assert {r["predicted_class"] for r in test_rows} <= {"a_red", "b_blue", "c_grey"}
         assert all(1 / 3 - 1e-4 <= float(r["confidence"]) <= 1.0 for r in test_rows)
