@@ -7,6 +7,7 @@ training image, with SeLa's current pseudo-labels) or `labeled`; with `--weights
 `.safetensors`), the trained network as a PyTorch state dict (`selax.results.export_weights`).
 """
 
+import os
 from collections.abc import Sequence
 
 from absl import app, flags
@@ -24,10 +25,13 @@ _WEIGHTS = flags.DEFINE_string(
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    for split, path in results.export(_WORKDIR.value, _SPLIT.value, _OUT.value).items():
+    splits = results.checked_splits(_SPLIT.value)
+    experiment, state = results.load_run(_WORKDIR.value)  # Once, for the splits and the weights.
+    out_dir = _OUT.value or os.path.join(_WORKDIR.value, "export")
+    for split, path in results.export_splits(experiment, state, splits, out_dir).items():
         print(f"{split}: {path}")
     if _WEIGHTS.value:
-        count = results.export_weights(_WORKDIR.value, _WEIGHTS.value)
+        count = results.export_weights(experiment, state, _WEIGHTS.value)
         print(f"weights: {_WEIGHTS.value} ({count} tensors)")
 
 

@@ -2,7 +2,7 @@
 what, and what each cluster holds.
 
 Each function draws on a bare matplotlib `Figure` (pyplot's backend is left alone, so notebooks keep
-their inline plots) and returns it; `save` writes it as a PNG.
+their inline plots) and returns it (`selax.reporting.Reporter.write_figure` saves it).
 """
 
 from __future__ import annotations
@@ -19,10 +19,6 @@ def _figure(width: float, height: float):
     from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
 
     return Figure(figsize=(width, height), dpi=110)
-
-
-def save(figure, path: str) -> None:
-    figure.savefig(path, bbox_inches="tight")
 
 
 def two_d_map(features: np.ndarray, seed: int = 0) -> np.ndarray:

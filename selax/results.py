@@ -119,32 +119,41 @@ def export_split(
     return columns
 
 
-def export(workdir: str, splits: Sequence[str] = ("test",), out_dir: str | None = None) -> dict[str, str]:
-    """Exports `splits` of the run in `workdir` to `out_dir` (default `workdir/export`); returns split ->
-    CSV path."""
+def checked_splits(splits: Sequence[str]) -> tuple[str, ...]:
+    """`splits`, each one of `SPLITS`; ValueError naming the others."""
     unknown = sorted(set(splits) - set(SPLITS))
     if unknown:
         raise ValueError(f"Unknown split(s) {unknown}; choose from {list(SPLITS)}.")
-    experiment, state = load_run(workdir)
-    out_dir = out_dir or os.path.join(workdir, "export")
+    return tuple(splits)
+
+
+def export_splits(
+    experiment: train.Experiment, state: train.TrainState, splits: Sequence[str], out_dir: str
+) -> dict[str, str]:
+    """`export_split` of each of `splits` (`checked_splits`) into `out_dir`, the training split with the
+    method's pseudo-labels; returns split -> CSV path."""
     written = {}
-    for name in splits:
-        pseudo_labels = None
-        if name == "train":
-            labels = experiment.method.cluster_labels(state.extras)
-            pseudo_labels = None if labels is None else np.asarray(jax.device_get(labels))
+    for name in checked_splits(splits):
+        pseudo_labels = experiment.cluster_labels(state) if name == "train" else None
         export_split(experiment, state, getattr(experiment, name), os.path.join(out_dir, name), pseudo_labels)
         written[name] = os.path.join(out_dir, f"{name}.csv")
     return written
 
 
-def export_weights(workdir: str, path: str) -> int:
-    """Writes the evaluated network of the run in `workdir` (encoder, projector and head; Daino and DINO: the
+def export(workdir: str, splits: Sequence[str] = ("test",), out_dir: str | None = None) -> dict[str, str]:
+    """Exports `splits` of the run in `workdir` to `out_dir` (default `workdir/export`); returns split ->
+    CSV path."""
+    checked_splits(splits)  # Before the run is rebuilt.
+    experiment, state = load_run(workdir)
+    return export_splits(experiment, state, splits, out_dir or os.path.join(workdir, "export"))
+
+
+def export_weights(experiment: train.Experiment, state: train.TrainState, path: str) -> int:
+    """Writes the evaluated network of a run (`load_run`: encoder, projector and head; Daino and DINO: the
     teacher) as a PyTorch state dict at `path` (`.pth`, or `.safetensors`), the encoder in torchvision's
     ResNet / DINO's ViT layout (`selax.models.convert.torch_state_dict`); returns the number of tensors."""
     from selax.models.convert import save_torch_state_dict, torch_state_dict  # pylint: disable=g-import-not-at-top
 
-    experiment, state = load_run(workdir)
     variables = jax.device_get(experiment.eval_variables(state))
     state_dict = torch_state_dict(variables, modules=("encoder", "projector", "head"))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

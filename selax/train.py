@@ -251,8 +251,7 @@ class _RunPredictions:
         return self._split("train", ("features", "labels"))
 
     def cluster_labels(self) -> np.ndarray | None:
-        labels = self.experiment.method.cluster_labels(self.state.extras)
-        return None if labels is None else np.asarray(jax.device_get(labels))
+        return self.experiment.cluster_labels(self.state)
 
 
 class Experiment:
@@ -358,6 +357,11 @@ class Experiment:
             labeled_images, labels = self.labeled.read(self.labeled_stream.local_batch(step))
             local.update(labeled_images=labeled_images, labels=labels)
         return pipeline.global_batch(self.mesh, local)
+
+    def cluster_labels(self, state: TrainState) -> np.ndarray | None:
+        """The method's pseudo-labels `[T, N]` of the training split (SeLa's), on the host, or None."""
+        labels = self.method.cluster_labels(state.extras)
+        return None if labels is None else np.asarray(jax.device_get(labels))
 
     def eval_variables(self, state: TrainState) -> dict[str, Any]:
         """The variables the method evaluates (Daino and DINO: the teacher's)."""

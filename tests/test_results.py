@@ -127,9 +127,9 @@ def test_trained_weights_leave_as_a_state_dict_that_converts_back(folder_runs, t
 
     _, workdir, _ = folder_runs("suave")
     path = str(tmp_path / "suave.safetensors")
-    count = results.export_weights(str(workdir), path)
-    state_dict = load_torch_state_dict(path)
     experiment, state = results.load_run(str(workdir))
+    count = results.export_weights(experiment, state, path)
+    state_dict = load_torch_state_dict(path)
     expected = torch_state_dict(experiment.eval_variables(state), modules=("encoder", "projector", "head"))
     assert count == len(state_dict) == len(expected) and state_dict["conv0.weight"].shape[1:] == (3, 3, 3)  # OIHW, RGB
     for name, value in expected.items():

@@ -323,22 +323,25 @@ class Splits(NamedTuple):
     class_names: tuple[str, ...] | None = None
 
 
-def _labeled_positions(labels: np.ndarray, fields: Mapping[str, Any]) -> np.ndarray:
+def _labeled_positions(
+    labels: np.ndarray, fields: Mapping[str, Any], class_names: Sequence[str] | None = None
+) -> np.ndarray:
     """Positions of the labeled images: ``labels_per_class`` per class drawn by ``split_seed``
-    (`selax.data.splits.labeled_subset`), or every labeled image when it is 0; none of the
-    ``unlabeled_classes``."""
+    (`selax.data.splits.labeled_subset`, whose errors name the classes by `class_names`), or every
+    labeled image when it is 0; none of the ``unlabeled_classes``."""
     unlabeled_classes = tuple(fields.get("unlabeled_classes") or ())
     if fields["labels_per_class"] == 0:
         return np.flatnonzero((labels >= 0) & ~np.isin(labels, unlabeled_classes))
-    return labeled_subset(labels, fields["labels_per_class"], fields["split_seed"], unlabeled_classes)
+    return labeled_subset(labels, fields["labels_per_class"], fields["split_seed"], unlabeled_classes, class_names)
 
 
 def _in_memory_splits(name: str, fields: Mapping[str, Any], data_dir: str | None) -> Splits:
     """Train and test held in memory, the labeled images chosen by `_labeled_positions`."""
     train = load_arrays(name, "train", data_dir)
     test = load_arrays(name, "test", data_dir)
-    labeled = array_reader(train, _labeled_positions(train.labels, fields))
-    return Splits(array_reader(train), labeled, array_reader(test), DATASETS[name].augment)
+    train_reader = array_reader(train)
+    labeled = subset_reader(train_reader, _labeled_positions(train.labels, fields))
+    return Splits(train_reader, labeled, array_reader(test), DATASETS[name].augment)
 
 
 def _imagenet_splits(name: str, fields: Mapping[str, Any], data_dir: str | None) -> Splits:
@@ -384,15 +387,7 @@ def _folder_splits(name: str, fields: Mapping[str, Any], data_dir: str | None) -
         )
         test = subset_reader(parts["train"], held_out)
     labeled_pool = subset_reader(parts["train"], pool)
-    counts = np.bincount(index.labels["train"][pool], minlength=len(index.classes))
-    short = [f"{index.classes[c]!r} has {counts[c]}" for c in np.flatnonzero(counts < fields["labels_per_class"])]
-    if short:
-        raise ValueError(
-            f"config.dataset.labels_per_class={fields['labels_per_class']} labeled images per class, but in"
-            f" {folder.train_dir!r} (after the held-out test images) {', '.join(short[:5])}: lower"
-            " labels_per_class, add images, or give a test_dir."
-        )
-    labeled = subset_reader(labeled_pool, _labeled_positions(index.labels["train"][pool], fields))
+    labeled = subset_reader(labeled_pool, _labeled_positions(index.labels["train"][pool], fields, index.classes))
     train = joined_reader([labeled_pool] + ([parts["unlabeled"]] if "unlabeled" in parts else []))
     mean, std = folders.channel_statistics(labeled_pool)
     logging.info(

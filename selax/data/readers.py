@@ -53,18 +53,9 @@ class SplitReader(NamedTuple):
     names: tuple[str, ...] | None = None
 
 
-Readers = tuple[SplitReader, SplitReader, SplitReader]
-
-
-def array_reader(split: ArraySplit, positions: np.ndarray | None = None) -> SplitReader:
-    """The rows ``positions`` (default: all) of an in-memory split, in that order."""
-    rows = np.arange(len(split.labels)) if positions is None else np.asarray(positions)
-    return SplitReader(
-        len(rows),
-        split.num_classes,
-        split.images.shape[1:],
-        lambda p: (split.images[rows[p]], split.labels[rows[p]]),
-    )
+def array_reader(split: ArraySplit) -> SplitReader:
+    """An in-memory split, row by row (`subset_reader` reads some of its rows)."""
+    return SplitReader(len(split.labels), split.num_classes, split.images.shape[1:], lambda p: (split.images[p], split.labels[p]))
 
 
 def subset_reader(reader: SplitReader, positions: np.ndarray) -> SplitReader:

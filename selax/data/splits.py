@@ -16,7 +16,11 @@ CIFAR100_LABELS_PER_CLASS = (4, 25, 100)
 
 
 def labeled_subset(
-    labels: np.ndarray, per_class: int, seed: int, unlabeled_classes: Sequence[int] = ()
+    labels: np.ndarray,
+    per_class: int,
+    seed: int,
+    unlabeled_classes: Sequence[int] = (),
+    class_names: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Positions of ``per_class`` examples of each class, drawn without replacement.
 
@@ -26,6 +30,7 @@ def labeled_subset(
       seed: the same seed always gives the same subset.
       unlabeled_classes: classes left without any labeled example (classes to discover). The other
         classes keep the very examples they get without it (when every class has ``per_class``).
+      class_names: names of the classes 0..K-1 for the errors (an image folder's subfolders), or None.
     Returns:
       int64 [(K - len(unlabeled_classes)) * per_class], sorted positions into ``labels``.
     Raises:
@@ -51,10 +56,10 @@ def labeled_subset(
         )
     short = [c for c in np.flatnonzero(counts < per_class) if c not in left_out]
     if short:
-        details = ", ".join(f"class {c} has {counts[c]}" for c in short)
+        details = ", ".join(f"class {c if class_names is None else repr(class_names[c])} has {counts[c]}" for c in short)
         raise ValueError(
-            f"labeled_subset needs {per_class} examples per class, but {details}; "
-            "lower per_class or use a larger split."
+            f"config.dataset.labels_per_class={per_class} labeled images per class are needed, but {details};"
+            " lower labels_per_class, add images or use a larger split."
         )
     rng = np.random.default_rng(seed)
     # Every class is drawn, in order, so that leaving classes out does not change the others' draws.

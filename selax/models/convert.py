@@ -231,7 +231,7 @@ def save_torch_state_dict(state_dict: Mapping[str, np.ndarray], path: str) -> No
         return
     import torch  # pylint: disable=import-outside-toplevel
 
-    torch.save({key: torch.from_numpy(value) for key, value in state_dict.items()}, path)
+    torch.save({key: torch.from_numpy(np.array(value)) for key, value in state_dict.items()}, path)  # Own, writable copies.
 
 
 def save_converted(variables: dict[str, Any], path: str) -> None:
