@@ -3,7 +3,8 @@
     python -m selax.main --config=configs/cifar100.py:2500 --workdir=/tmp/suave_cifar100_2500
 
 Needs CIFAR-100 prepared by tfds's official builder (`pip install 'selax[tf]'`, then
-`python -c "from selax.data import datasets; datasets.prepare('cifar100')"`). Published Suave top-1:
+`python -m selax.prepare --config=configs/cifar100.py`; offline, add `--manual_dir=DIR` holding
+cifar-100-binary.tar.gz). Published Suave top-1:
 64.6 / 77.0 / 81.6 for 400 / 2500 / 10000 labels. The optimizer, schedule and batch below are
 selax's choice for this backbone (SGD, cosine), not a reproduction of the paper's numbers.
 """

@@ -4,8 +4,9 @@
         --output ~/selax_checkpoints/swav_800ep_resnet50
     python -m selax.main --config=configs/imagenet_10pct.py --workdir=/tmp/suave_imagenet_10pct
 
-Data: `imagenet2012` and `imagenet2012_subset/10pct` prepared by tfds from your ILSVRC tars (see the
-README). Published Suave top-1: 75.0 (10%), 66.2 (1%, `configs/imagenet_1pct.py`, the same recipe).
+Data: `imagenet2012` and `imagenet2012_subset/10pct` prepared by tfds from your ILSVRC tars and SimCLR's
+10percent.txt: `python -m selax.prepare --config=configs/imagenet_10pct.py --manual_dir=DIR` (README, Data).
+Published Suave top-1: 75.0 (10%), 66.2 (1%, `configs/imagenet_1pct.py`, the same recipe).
 
 Recipe: from a SwAV 800-epoch checkpoint (prototypes re-initialized), 100 epochs, LARS lr 0.4 -> 0.001
 cosine, 5 warm-up epochs, weight decay 1e-6, batch 256 unlabeled + 128 labeled on 8 devices (`devices=N`

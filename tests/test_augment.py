@@ -145,10 +145,12 @@ def test_eval_transform_resizes_crops_and_normalizes():
 def test_every_dataset_names_a_recipe_and_unknown_names_are_refused():
     from selax.data import datasets
 
-    imagenet = datasets.get("imagenet2012").augment.multi_crop
+    imagenet = A.imagenet().multi_crop  # ImageNet's recipe follows config.dataset.image_size, default 256.
+    assert datasets.get("imagenet2012").augment is None
     assert imagenet.num_global == 2 and imagenet.global_views[0].size == 224
     assert imagenet.num_local == 6 and imagenet.local_view.size == 96
     assert A.imagenet(num_local=8).multi_crop.num_local == 8
+    assert A.imagenet(32).multi_crop.global_views[0].size == 32 and A.imagenet(32).eval.crop is None
     assert all(v.flip_prob == 0 for v in DIGITS.multi_crop.global_views)
     assert datasets.get("digits_longtail").augment is DIGITS and datasets.get("cifar100").augment is A.CIFAR100
     with pytest.raises(ValueError, match="Unknown dataset 'mnist'. Known datasets"):

@@ -140,6 +140,39 @@ def test_imagenet_manual_files_are_checked_before_tfds(tmp_path, name, listing):
         datasets.load_arrays(name, "train", str(tmp_path / "data"))
 
 
+def test_a_subset_list_that_is_not_simclrs_is_refused_before_tfds(tmp_path):
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    for name in datasets.IMAGENET_TARS:
+        (manual / name).touch()
+    (manual / "1percent.txt").write_text("n01440764_10026.JPEG\n")  # An edited or truncated list.
+    with pytest.raises(ValueError) as error:
+        datasets.prepare("imagenet2012_subset/1pct", str(tmp_path / "data"), str(manual))
+    message = str(error.value)
+    assert "1percent.txt" in message and "21 bytes" in message and "260323 bytes" in message
+    assert "71e82a48ba78252683ae334c4d019ebd5c6e855b9599c1389fbe83eb9549cf17" in message
+    assert "raw.githubusercontent.com/google-research/simclr" in message
+    assert not (tmp_path / "data" / "imagenet2012_subset").exists()
+
+
+def test_cifar100_offline_needs_its_archive_in_the_manual_dir(tmp_path):
+    (tmp_path / "manual").mkdir()
+    with pytest.raises(FileNotFoundError, match="lacks cifar-100-binary.tar.gz") as error:
+        datasets.prepare("cifar100", str(tmp_path / "data"), str(tmp_path / "manual"))
+    assert "www.cs.toronto.edu" in str(error.value)
+    (tmp_path / "manual" / datasets.CIFAR100_ARCHIVE).write_bytes(b"not the archive")
+    with pytest.raises(ValueError, match="is not the file tfds prepares cifar100 from"):
+        datasets.prepare("cifar100", str(tmp_path / "data"), str(tmp_path / "manual"))
+
+
+def test_what_each_dataset_needs_prepared():
+    assert datasets.required("digits") == () and datasets.required("image_folder") == ()
+    assert datasets.required("cifar100") == ("cifar100",)
+    assert datasets.required("imagenet2012_subset/10pct") == ("imagenet2012", "imagenet2012_subset/10pct")
+    with pytest.raises(ValueError, match="built by selax on first use"):
+        datasets.prepare("digits")
+
+
 @pytest.mark.skipif(
     "tensorflow" in sys.modules or datasets._tensorflow_available(),
     reason="message is for installs without TensorFlow",

@@ -93,7 +93,7 @@ def test_defaults_by_image_size():
     assert small.multi_crop.local_view.size == 16 and small.light.pad == 3 and small.eval.crop is None
     assert large.multi_crop.global_views[0].size == 224 and large.multi_crop.local_view.size == 96
     assert large.eval == augment.EvalSpec(resize=256, crop=224, mean=(0.5,) * 3, std=(0.2,) * 3)
-    assert augment.imagenet(6).multi_crop.global_views[1].solarize_prob == 0.2
+    assert augment.imagenet().multi_crop.global_views[1].solarize_prob == 0.2
 
 
 def test_a_changed_folder_is_rebuilt_and_its_old_build_removed(tmp_path):

@@ -435,9 +435,13 @@ def large_images(size: int, num_local: int, mean: tuple[float, ...], std: tuple[
     )
 
 
-def imagenet(num_local: int) -> DatasetAugment:
-    """ImageNet at 256 px: 2 x 224 global and `num_local` x 96 local views, eval 256 then 224."""
-    return large_images(256, num_local, IMAGENET_MEAN, IMAGENET_STD)
+def imagenet(size: int = 256, num_local: int = 6) -> DatasetAugment:
+    """ImageNet stored as `size` squares (`config.dataset.image_size`), with ImageNet's mean and std: at 256,
+    2 x 224 global and `num_local` x 96 local views, eval 256 then 224 (`large_images`); up to
+    `SMALL_IMAGE_MAX` pixels (a quick CPU try), the small-image recipe of `for_image_size`."""
+    if size <= SMALL_IMAGE_MAX:
+        return for_image_size(size, 3, IMAGENET_MEAN, IMAGENET_STD)
+    return large_images(size, num_local, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def small_images(

@@ -43,9 +43,9 @@ DIGITS_SPLIT_SEED = 0
 LONGTAIL_IMBALANCE_RATIO = 10.0
 LONGTAIL_SEED = 0
 
-_OFFICIAL = ("cifar100", "imagenet2012", "imagenet2012_subset/1pct", "imagenet2012_subset/10pct")
-_IMAGENET_TARS = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
-_SUBSET_LISTS = {"1pct": "1percent.txt", "10pct": "10percent.txt"}
+IMAGENET_TARS = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
+SUBSET_LISTS = {"1pct": "1percent.txt", "10pct": "10percent.txt"}
+CIFAR100_ARCHIVE = "cifar-100-binary.tar.gz"
 
 
 def _data_dir(data_dir: str | os.PathLike | None) -> str:
@@ -171,25 +171,55 @@ def _prepared_dir(name: str, data_dir: str) -> str | None:
     return None
 
 
-def _missing_manual_files(name: str, manual_dir: str | None) -> list[str]:
-    if not name.startswith("imagenet2012"):
-        return []
-    needed = list(_IMAGENET_TARS)
+def _manual_files(name: str) -> tuple[str, ...]:
+    """The files `prepare` reads from ``manual_dir`` for official dataset ``name``."""
+    if name == "cifar100":
+        return (CIFAR100_ARCHIVE,)
     if name.startswith("imagenet2012_subset/"):
-        needed.append(_SUBSET_LISTS[name.split("/")[1]])
+        return IMAGENET_TARS + (SUBSET_LISTS[name.split("/")[1]],)
+    return IMAGENET_TARS
+
+
+def _missing_manual_files(name: str, manual_dir: str | None) -> list[str]:
+    """Files ``manual_dir`` lacks (cifar100 without a ``manual_dir`` is downloaded: nothing is missing)."""
+    if name == "cifar100" and not manual_dir:
+        return []
     present = set(os.listdir(manual_dir)) if manual_dir and os.path.isdir(manual_dir) else set()
-    return [f for f in needed if f not in present]
+    return [f for f in _manual_files(name) if f not in present]
+
+
+def _check_manual_checksums(name: str, manual_dir: str) -> None:
+    """ValueError where a file of ``manual_dir`` that tfds knows the size and sha256 of (the SimCLR
+    subset lists, the CIFAR-100 archive) is not that file: tfds would try to download it again, which
+    stalls offline. The ILSVRC tars are not hashed (tfds does not check them; 140 GiB)."""
+    from tensorflow_datasets.core.download import checksums
+
+    registered = tfds.builder_cls(name.split("/")[0]).url_infos or {}
+    by_file = {info.filename: (url, info) for url, info in registered.items() if info.filename}
+    for file in _manual_files(name):
+        if file not in by_file:
+            continue
+        url, expected = by_file[file]
+        path = os.path.join(manual_dir, file)
+        found = checksums.compute_url_info(path)
+        if (int(found.size), found.checksum) != (int(expected.size), expected.checksum):
+            raise ValueError(
+                f"{path} is not the file tfds prepares {name} from: it has {int(found.size)} bytes and sha256"
+                f" {found.checksum}, tfds expects {int(expected.size)} bytes and sha256 {expected.checksum}."
+                f" Download it again, unmodified, from {url} (a truncated download or an edited list shows"
+                " this)."
+            )
 
 
 def _prepare_instructions(name: str, data_dir: str, manual_dir: str | None) -> str:
     lines = [
         "Prepare it once (needs TensorFlow: pip install 'selax[tf]'), writing array_record files:",
-        f"  selax.data.datasets.prepare({name!r}, data_dir={data_dir!r}"
-        + (", manual_dir=MANUAL_DIR)" if name.startswith("imagenet") else ")"),
+        f"  python -m selax.prepare --dataset={name} --data_dir={data_dir}"
+        + (" --manual_dir=MANUAL_DIR" if name.startswith("imagenet") else " [--manual_dir=MANUAL_DIR]"),
     ]
+    where = manual_dir or "MANUAL_DIR"
     if name.startswith("imagenet2012"):
-        where = manual_dir or "MANUAL_DIR"
-        needed = ", ".join(_missing_manual_files(name, None))
+        needed = ", ".join(_manual_files(name))
         lines.append(f"with these files in {where}: {needed}")
         lines.append(
             "(ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar from image-net.org; "
@@ -197,20 +227,27 @@ def _prepare_instructions(name: str, data_dir: str, manual_dir: str | None) -> s
             "imagenet_subsets/; "
             "without the list file tfds tries to download it and stalls offline.)"
         )
+    else:
+        lines.append(
+            f"Without --manual_dir tfds downloads {CIFAR100_ARCHIVE} (needs internet); offline, put that"
+            f" file (www.cs.toronto.edu/~kriz/) in {where}."
+        )
     return "\n".join(lines)
 
 
 def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = None) -> str:
     """Prepares an official tfds dataset in array_record format; returns its version directory.
 
-    Checks, before calling into tfds, that (ImageNet) ``manual_dir`` holds
-    ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and, for subsets, 1percent.txt or
-    10percent.txt, and that TensorFlow is installed. cifar100 is downloaded by tfds (needs
-    internet).
+    Checks, before calling into tfds, that ``manual_dir`` holds what ``name`` is prepared from
+    (ImageNet: ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and, for subsets, SimCLR's 1percent.txt
+    or 10percent.txt, which must be the exact files; cifar100: cifar-100-binary.tar.gz, the original
+    archive) and that TensorFlow is installed. cifar100 without ``manual_dir`` is downloaded by tfds
+    (needs internet). The configs of the ImageNet subsets also read ``imagenet2012`` (its train split
+    is the unlabeled stream): `required` lists what a dataset reads.
     """
-    get(name)
-    if name not in _OFFICIAL:
-        raise ValueError(f"{name!r} is built by selax on first use; prepare() is for {_OFFICIAL}.")
+    if name not in get(name).official:
+        preparable = [key for key, entry in DATASETS.items() if key in entry.official]
+        raise ValueError(f"{name!r} is built by selax on first use; prepare() is for {preparable}.")
     data_dir = _data_dir(data_dir)
     prepared = _prepared_dir(name, data_dir)
     if prepared is not None:
@@ -221,15 +258,24 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
             f"{name}: manual_dir {manual_dir!r} lacks {', '.join(missing)}.\n"
             + _prepare_instructions(name, data_dir, manual_dir)
         )
+    if manual_dir:
+        _check_manual_checksums(name, manual_dir)
     if not _tensorflow_available():
         raise ImportError(
             f"Preparing {name} needs TensorFlow, which is not installed: pip install 'selax[tf]' "
             "(reading it afterwards does not)."
         )
-    download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+    # No attempt at tfds's own prepared copies on GCS: it needs internet, and it is the same data.
+    download_config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
     builder.download_and_prepare(download_config=download_config)
     return os.fspath(builder.data_dir)
+
+
+def required(name: str) -> tuple[str, ...]:
+    """The official datasets that training on ``name`` reads, each to `prepare` first (none: selax
+    builds its own datasets at first use)."""
+    return get(name).official
 
 
 def data_source(
@@ -347,7 +393,8 @@ def _in_memory_splits(name: str, fields: Mapping[str, Any], data_dir: str | None
 def _imagenet_splits(name: str, fields: Mapping[str, Any], data_dir: str | None) -> Splits:
     """The unlabeled stream is ``imagenet2012`` train, the labeled one the SimCLR subset's train split
     (``imagenet2012`` alone: the whole train split), the test split ``imagenet2012`` validation; images
-    decoded on the host to ``config.dataset.image_size`` squares (default 256)."""
+    decoded on the host to ``config.dataset.image_size`` squares (default 256), the recipe for that size
+    (`selax.data.augment.imagenet`)."""
     if fields.get("unlabeled_classes"):
         raise ValueError(
             f"config.dataset.unlabeled_classes is for in-memory datasets; {name} reads its labeled"
@@ -360,7 +407,7 @@ def _imagenet_splits(name: str, fields: Mapping[str, Any], data_dir: str | None)
 
     train = reader("imagenet2012", "train")
     labeled = train if name == "imagenet2012" else reader(name, "train")
-    return Splits(train, labeled, reader("imagenet2012", "validation"), DATASETS[name].augment)
+    return Splits(train, labeled, reader("imagenet2012", "validation"), augment.imagenet(image_size))
 
 
 def _folder_splits(name: str, fields: Mapping[str, Any], data_dir: str | None) -> Splits:
@@ -407,13 +454,15 @@ class Dataset:
       description: one line for listings and errors.
       num_classes: K (None: found in the data, an image folder's class subfolders).
       open: ``(name, config.dataset, data_dir) -> Splits``.
-      augment: its augmentation recipe (None: chosen from the images when opened).
+      augment: its augmentation recipe (None: chosen when opened, from the images or `config.dataset.image_size`).
+      official: the official tfds datasets it reads, which `prepare` builds (see `required`).
     """
 
     description: str
     num_classes: int | None
     open: Callable[[str, Mapping[str, Any], str | None], Splits]
     augment: augment.DatasetAugment | None
+    official: tuple[str, ...] = ()
 
 
 IMAGE_FOLDER = "image_folder"
@@ -426,25 +475,32 @@ DATASETS: dict[str, Dataset] = {
         "digits with a long-tailed train split (imbalance ratio 10)", 10, _in_memory_splits, augment.DIGITS
     ),
     "cifar100": Dataset(
-        "CIFAR-100 (official tfds builder; preparing needs TensorFlow)", 100, _in_memory_splits, augment.CIFAR100
+        "CIFAR-100 (official tfds builder; preparing needs TensorFlow)",
+        100,
+        _in_memory_splits,
+        augment.CIFAR100,
+        ("cifar100",),
     ),
     "imagenet2012": Dataset(
         "ImageNet-1k (official tfds builder; manual ILSVRC tars, TF to prepare)",
         1000,
         _imagenet_splits,
-        augment.imagenet(num_local=6),
+        None,
+        ("imagenet2012",),
     ),
     "imagenet2012_subset/1pct": Dataset(
         "SimCLR 1% labeled ImageNet subset (manual tars + 1percent.txt)",
         1000,
         _imagenet_splits,
-        augment.imagenet(num_local=6),
+        None,
+        ("imagenet2012", "imagenet2012_subset/1pct"),
     ),
     "imagenet2012_subset/10pct": Dataset(
         "SimCLR 10% labeled ImageNet subset (manual tars + 10percent.txt)",
         1000,
         _imagenet_splits,
-        augment.imagenet(num_local=6),
+        None,
+        ("imagenet2012", "imagenet2012_subset/10pct"),
     ),
     IMAGE_FOLDER: Dataset(
         "your images: config.dataset.train_dir/<class>/* (+ test_dir, unlabeled_dir; configs/folder.py)",
