@@ -27,9 +27,14 @@ NUM_VALIDATION = 100
 CIFAR_TRAIN_PER_CLASS, CIFAR_TEST_PER_CLASS = 5, 1
 
 
+# Every HTTP(S) request of the commands goes to a closed local port and fails at once: nothing may need the network.
+NO_NETWORK = dict(HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", NO_PROXY="", no_proxy="")
+
+
 def _run(command: list[str], data_dir: str) -> str:
-    """Runs a selax command with `data_dir` as the tfds directory; its output, or the test fails showing it."""
-    environment = dict(os.environ, TFDS_DATA_DIR=data_dir)
+    """Runs a selax command with `data_dir` as the tfds directory and no network; its output, or the test
+    fails showing it."""
+    environment = dict(os.environ, TFDS_DATA_DIR=data_dir, **NO_NETWORK)
     done = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     return done.stdout
