@@ -11,8 +11,11 @@ fresh workdir under a temporary directory, then restored to predict the test spl
 * `prior`: the long-tailed digits (`dataset.name=digits_longtail`: train classes 0..9 shrink
   exponentially, 122 -> 12 images (494 in all), imbalance ratio 10; the test split is digits' own,
   balanced, 52-55 per class). The labeled subset is still 2 images per class. Rows: Sinkhorn targets
-  equipartitioned (the paper), or with `suave.prototype_marginals` set to the true train class
-  frequencies. Reported: test top-1 of the prototype classifier, of the online linear head and of
+  equipartitioned (the paper), with `suave.prototype_marginals` set to the true train class
+  frequencies, or estimated during training (`"estimate"`, the prior unknown to the method); and on the
+  balanced digits, equipartition against the estimate (`balanced_*`: what estimating costs when the
+  classes are balanced). The estimates are plotted against the truth in
+  experiments/results/estimated_prior.png. Reported: test top-1 of the prototype classifier, of the online linear head and of
   kNN, and the prototype top-1 on the 5 head classes (0-4) and the 5 tail classes (5-9).
 * `novel`: the digits with `dataset.unlabeled_classes=(8, 9)` (16 labels, classes 8 and 9 only in the
   unlabeled stream) and `suave.num_prototypes` = 10 or 12, equipartitioned, and 12 with the known
@@ -43,6 +46,7 @@ import sys
 import tempfile
 import time
 
+import jax
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,6 +55,7 @@ from selax import evaluate, sharding, train  # noqa: E402
 from selax.checkpoint import Checkpointer  # noqa: E402
 from selax.data import datasets  # noqa: E402
 
+PRIOR_PLOT = os.path.join(REPO, "experiments", "results", "estimated_prior.png")
 RESULTS = os.path.join(REPO, "experiments", "results", "digits_studies.json")
 HEAD_CLASSES = (0, 1, 2, 3, 4)
 NOVEL_CLASSES = (8, 9)
@@ -84,10 +89,15 @@ def variants(study: str) -> dict[str, dict]:
     if study in ("prior", "sela_prior"):
         longtail = {"dataset.name": "digits_longtail"}
         prior_field = "suave.prototype_marginals" if study == "prior" else "sela.cluster_marginals"
-        return {
+        rows = {
             "equipartition": longtail,
             "true_prior": {**longtail, prior_field: longtail_train_frequencies()},
         }
+        if study == "prior":  # The prior learned during training, on the long tail and on the balanced digits.
+            rows["estimated_prior"] = {**longtail, prior_field: "estimate"}
+            rows["balanced_equipartition"] = {}
+            rows["balanced_estimated_prior"] = {prior_field: "estimate"}
+        return rows
     if study == "sela_views":
         return {views: {"sela.label_views": views} for views in ("augmented", "clean")}
     novel = {"dataset.unlabeled_classes": NOVEL_CLASSES}
@@ -109,14 +119,15 @@ def configured(study: str, overrides: dict, seed: int):
     return config
 
 
-def train_and_predict(config, workdir: str) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Trains `config` in `workdir`; returns the final metrics and the test predictions of the last state."""
+def train_and_predict(config, workdir: str) -> tuple[dict[str, float], dict[str, np.ndarray], dict]:
+    """Trains `config` in `workdir`; returns the final metrics, the test predictions of the last state and
+    its extras (host arrays)."""
     final = train.run(config, workdir)
     experiment = train.Experiment(config, sharding.data_mesh())
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     state = checkpointer.restore(experiment.init_state())
     checkpointer.close()
-    return final, experiment.predict(state, experiment.test)
+    return final, experiment.predict(state, experiment.test), jax.device_get(state.extras)
 
 
 def per_class_top1(scores: np.ndarray, labels: np.ndarray) -> list[float]:
@@ -199,8 +210,10 @@ def run_study(study: str, seeds: list[int], root: str, only: list[str] | None = 
         for seed in seeds:
             config = configured(study, overrides, seed)
             start = time.perf_counter()
-            final, test = train_and_predict(config, os.path.join(root, f"{study}_{variant}_seed{seed}"))
+            final, test, extras = train_and_predict(config, os.path.join(root, f"{study}_{variant}_seed{seed}"))
             metrics = STUDY_METRICS[study](final, test)
+            if "prototype_prior" in extras:  # `prototype_marginals="estimate"`: what it learned.
+                metrics["estimated_prior"] = [float(m) for m in extras["prototype_prior"]]
             runs.append({"seed": seed, "wall_seconds": time.perf_counter() - start, **metrics})
             print(
                 f"  {study}/{variant} seed {seed}: "
@@ -235,6 +248,37 @@ def print_table(rows: list[dict]) -> None:
             print(f"{r['variant']:<16}{cells}")
 
 
+def plot_estimated_priors(rows: list[dict], path: str) -> None:
+    """Bars of the true train class proportions against the estimated ones (mean and std over the seeds),
+    one panel for the long-tailed digits and one for the balanced digits."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ("estimated_prior", "long-tailed digits (digits_longtail)", np.asarray(longtail_train_frequencies())),
+        ("balanced_estimated_prior", "balanced digits", np.full(10, 0.1)),
+    ]
+    by_variant = {r["variant"]: r for r in rows if r["study"] == "prior"}
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    classes = np.arange(10)
+    for axis, (variant, title, truth) in zip(axes, panels):
+        estimates = np.array([run["estimated_prior"] for run in by_variant[variant]["runs"]])
+        axis.bar(classes - 0.2, truth, width=0.4, color="0.6", label="true proportion")
+        axis.bar(
+            classes + 0.2, estimates.mean(0), width=0.4, yerr=estimates.std(0), capsize=2,
+            color="tab:blue", label=f"estimated (mean +- std, {len(estimates)} seeds)",
+        )
+        axis.set(title=title, xlabel="class", xticks=classes)
+    axes[0].set_ylabel("share of the unlabeled training images")
+    axes[0].legend(fontsize=8)
+    figure.suptitle('Suave, suave.prototype_marginals="estimate": the learned class prior at the end of training')
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -262,6 +306,9 @@ def main() -> None:
             indent=2,
         )
     print(f"wrote {RESULTS}")
+    if {"estimated_prior", "balanced_estimated_prior"} <= {v for (study, v) in previous if study == "prior"}:
+        plot_estimated_priors(list(previous.values()), PRIOR_PLOT)
+        print(f"wrote {PRIOR_PLOT}")
 
 
 if __name__ == "__main__":

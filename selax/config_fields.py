@@ -51,9 +51,12 @@ def augment_overrides() -> ml_collections.ConfigDict:
 
 
 def _placeholder_type(annotation: Any) -> type:
-    """The config type of an optional hyper-parameter: `int | None` -> int, `tuple[float, ...] | None` -> tuple."""
-    (inner,) = [a for a in typing.get_args(annotation) if a is not type(None)]
-    return typing.get_origin(inner) or inner
+    """The config type of an optional hyper-parameter: `int | None` -> int, `tuple[float, ...] | None` -> tuple;
+    several types (`tuple[float, ...] | str | None`) -> object, which the command line fills with either."""
+    inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if len(inner) > 1:
+        return object
+    return typing.get_origin(inner[0]) or inner[0]
 
 
 def method_fields(method: str, **overrides: Any) -> ml_collections.ConfigDict:

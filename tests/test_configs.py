@@ -160,3 +160,16 @@ def test_imagenet_batch_and_learning_rate_scale_with_the_device_count():
     assert (doubled.batch.unlabeled, doubled.batch.labeled) == (512, 256)
     assert doubled.optimizer.base_lr == 2 * reference.optimizer.base_lr
     assert abs(doubled.num_steps - reference.num_steps / 2) <= 1  # Same epochs.
+
+
+def test_a_class_prior_is_set_from_the_command_line_as_masses_or_estimate():
+    from absl import flags
+    from ml_collections import config_flags
+
+    for value, expected in (("estimate", "estimate"), ("(0.5,0.25,0.25)", (0.5, 0.25, 0.25))):
+        config_file = os.path.join(REPO, "configs", "default.py")
+        argv = ["selax.main", f"--config={config_file}", f"--config.suave.prototype_marginals={value}"]
+        flag_values = flags.FlagValues()  # As `python -m selax.main` parses its command line.
+        config_flags.DEFINE_config_file("config", None, flag_values=flag_values, sys_argv=argv)
+        flag_values(argv)
+        assert flag_values.config.suave.prototype_marginals == expected

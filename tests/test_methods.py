@@ -13,6 +13,7 @@ import pytest
 from selax import sharding, train
 from selax.methods import daino, dino, sela, suave, swav
 from selax.methods.base import RunInfo
+from selax.methods.common import updated_prior
 
 from conftest import loss_of
 
@@ -375,6 +376,101 @@ def test_bad_class_priors_name_the_config_field(method, section, field, extra):
     ):
         with pytest.raises(ValueError, match=rf"config\.{section}\.{field}.*{message}|{message}"):
             hparams_of(method, section, **extra, **{field: bad})
+    if method is sela:
+        with pytest.raises(ValueError, match=r"cluster_marginals='estimate' is Suave's"):
+            hparams_of(method, section, **extra, **{field: "estimate"})
+    if method is suave:  # The prior learned in training: the word, exactly.
+        assert getattr(hparams_of(method, section, **extra, **{field: "estimate"}), field) == "estimate"
+        with pytest.raises(ValueError, match=r"config\.suave\.prototype_marginals='estimat'.*'estimate'"):
+            hparams_of(method, section, **extra, **{field: "estimat"})
+        with pytest.raises(ValueError, match=r"config\.suave\.prior_momentum=1\.0 must be in \[0, 1\)"):
+            hparams_of(method, section, **extra, **{field: "estimate", "prior_momentum": 1.0})
+
+
+def test_estimated_prior_converges_to_the_true_class_proportions():
+    """Images from a long-tailed mixture of K Gaussians, scored by their exact posteriors: the moving
+    average of the batch-mean posteriors recovers the mixing proportions (float64 NumPy truth)."""
+    rng = np.random.default_rng(3)
+    true_prior = np.array([0.45, 0.25, 0.15, 0.1, 0.05])
+    means = rng.normal(scale=2.0, size=(5, 2))
+    prior = jnp.full(5, 0.2)
+    for _ in range(1500):
+        classes = rng.choice(5, size=128, p=true_prior)
+        points = means[classes] + rng.normal(size=(128, 2))
+        log_joint = np.log(true_prior) - 0.5 * ((points[:, None] - means[None]) ** 2).sum(-1)
+        posteriors = softmax64(log_joint)
+        prior = updated_prior(prior, jnp.asarray(posteriors, jnp.float32), momentum=0.99, floor=0.1)
+    np.testing.assert_allclose(np.asarray(prior), true_prior, atol=0.02)
+    assert float(jnp.sum(prior)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_estimated_prior_never_reaches_zero():
+    """Predictions that never name classes 1..3: their masses stay at the floor, the total at 1."""
+    prior, floor = jnp.full(4, 0.25), 0.1
+    one_class = jnp.asarray(np.eye(4)[np.zeros(64, int)], jnp.float32)
+    for _ in range(3000):
+        prior = updated_prior(prior, one_class, momentum=0.9, floor=floor)
+    assert float(jnp.min(prior)) >= floor / (4 * (1 + floor)) - 1e-7 and np.all(np.isfinite(np.asarray(prior)))
+    assert float(jnp.sum(prior)) == pytest.approx(1.0, abs=1e-6) and int(jnp.argmax(prior)) == 0
+
+
+def test_classes_the_evidence_cannot_name_keep_their_estimated_mass():
+    prior = jnp.asarray([0.4, 0.3, 0.2, 0.1])
+    evidence = jnp.asarray([[0.25, 0.0, 0.75, 0.0]] * 3)  # Classes 1 and 3 absent from the labeled batch.
+    observed = jnp.asarray([True, False, True, False])
+    new = np.asarray(updated_prior(prior, evidence, momentum=0.5, floor=0.01, observed=observed))
+    # Classes 0 and 2 share their 0.6 as 1:3, half-way from where they were; the others stay.
+    np.testing.assert_allclose(new, [0.5 * 0.4 + 0.5 * 0.15, 0.3, 0.5 * 0.2 + 0.5 * 0.45, 0.1], atol=1e-6)
+
+
+def test_suave_prior_evidence_is_the_nearest_labeled_class_mean():
+    rng = np.random.default_rng(8)
+    labeled, unlabeled = rng.normal(size=(6, 4)), rng.normal(size=(5, 4))
+    labels = np.array([0, 0, 2, 2, 2, 3])
+    probabilities, observed = suave.class_mean_probabilities(
+        jnp.asarray(labeled, jnp.float32), jnp.asarray(labels), jnp.asarray(unlabeled, jnp.float32), 5, 0.1
+    )
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    means = np.stack([unit(unit(labeled)[labels == c].mean(0)) for c in (0, 2, 3)])
+    expected = np.zeros((5, 5))
+    expected[:, [0, 2, 3]] = softmax64(unit(unlabeled) @ means.T / 0.1)
+    np.testing.assert_allclose(np.asarray(probabilities), expected, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(observed), [True, False, True, True, False])
+
+
+def test_suave_estimated_prior_steers_the_targets_and_moves_by_one_em_step():
+    """`prototype_marginals="estimate"`: the targets are Sinkhorn's under the prior held in the extras,
+    which then moves toward the batch mean of the class-mean posteriors re-weighted by it (float64 NumPy
+    reference); prototypes of no labeled class (3 and 4 here) keep their mass."""
+    params, globals_, local, labeled, labels = multi_crop_problem(seed=13)
+    hp = hparams_of(suave, "suave", num_prototypes=5, prototype_marginals="estimate", prior_momentum=0.9)
+    np.testing.assert_allclose(np.asarray(suave.init_extras(hp, params, None)["prototype_prior"]), np.full(5, 0.2))
+    held = np.array([0.4, 0.3, 0.15, 0.1, 0.05], np.float32)
+    views = dict(unlabeled=[*globals_, local], labeled=labeled)
+    _, (_, new_extras, metrics) = loss_of(
+        suave, hp, fake_apply, params, {"count": jnp.asarray(0)}, dict(prototype_prior=jnp.asarray(held)), views,
+        labels, jnp.asarray(0), KEY,
+    )
+    scores = [flat64(v) @ params["w"] for v in [*globals_, local]]
+    targets = [numpy_swav_assignments(scores[i], 0.05, 3, held) for i in range(2)]
+    rows = [-(targets[i] * log_softmax64(scores[j] / 0.1)).sum(-1) for i in range(2) for j in range(3) if j != i]
+    assert float(metrics["unlabeled_loss"]) == pytest.approx(np.concatenate(rows).mean(), rel=1e-4)
+
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    present = np.unique(labels)
+    means = np.stack([unit(unit(flat64(labeled))[labels == c].mean(0)) for c in present])
+    posteriors = softmax64(unit(np.concatenate([flat64(g) for g in globals_])) @ means.T / 0.1) * held[present]
+    share = (posteriors / posteriors.sum(-1, keepdims=True)).mean(0) * held[present].sum()
+    target = held.astype(np.float64).copy()
+    target[present] = share
+    expected = np.maximum(0.9 * held + 0.1 * target, 0.1 / 5)
+    np.testing.assert_allclose(np.asarray(new_extras["prototype_prior"]), expected / expected.sum(), atol=1e-6)
+    assert set(present) <= {0, 1, 2} and float(metrics["prior_min"]) == pytest.approx(0.05)
+
+
+def test_swav_refuses_an_estimated_prior_it_has_no_label_for():
+    with pytest.raises(ValueError, match=r"config\.swav\.prototype_marginals='estimate' is Suave's"):
+        hparams_of(swav, "swav", num_prototypes=5, prototype_marginals="estimate")
 
 
 def numpy_swav_assignments(
@@ -400,15 +496,12 @@ def test_suave_targets_follow_the_prototype_prior():
     embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
     prototypes /= np.linalg.norm(prototypes, axis=0, keepdims=True)
     scores = (embeddings @ prototypes).astype(np.float32)
-    targets = np.asarray(swav.assignments(hp, jnp.asarray(scores), None, jnp.array(False)))
+    targets = np.asarray(swav.assignments(hp, jnp.asarray(scores), None, jnp.array(False), swav.prototype_masses(hp, {})))
     expected = numpy_swav_assignments(scores.astype(np.float64), hp.sinkhorn_epsilon, 3, prior)
     np.testing.assert_allclose(targets, expected, atol=2e-5)
     # Iterated to convergence, the mass each prototype receives is the prior's.
     converged = swav.assignments(
-        suave.HParams(num_prototypes=4, prototype_marginals=prior, sinkhorn_iters=300),
-        jnp.asarray(scores),
-        None,
-        jnp.array(False),
+        suave.HParams(num_prototypes=4, sinkhorn_iters=300), jnp.asarray(scores), None, jnp.array(False), jnp.asarray(prior)
     )
     np.testing.assert_allclose(np.asarray(converged).mean(axis=0), prior, atol=1e-3)
 

@@ -17,8 +17,8 @@ def test_queue_rows_take_part_in_the_assignment_but_are_not_returned():
     key_scores, key_queue = jax.random.split(jax.random.PRNGKey(0))
     scores = jax.random.normal(key_scores, (5, 4))
     queue_scores = jax.random.normal(key_queue, (6, 4)) + jnp.array([3.0, 0.0, 0.0, 0.0])
-    with_queue = swav.assignments(hp, scores, queue_scores, jnp.array(True))
-    without = swav.assignments(hp, scores, queue_scores, jnp.array(False))
+    with_queue = swav.assignments(hp, scores, queue_scores, jnp.array(True), None)
+    without = swav.assignments(hp, scores, queue_scores, jnp.array(False), None)
     assert with_queue.shape == (5, 4)
     expected = sinkhorn(jnp.concatenate([scores, queue_scores]), hp.sinkhorn_epsilon, num_iters=3)[:5]
     np.testing.assert_allclose(with_queue, expected, atol=1e-6)

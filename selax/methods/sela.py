@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from selax.methods.base import CLUSTERING, REPRESENTATION, Method, RunInfo, StepInputs, TrainEmbeddings, derived
-from selax.methods.common import checked_marginals
+from selax.methods.common import ESTIMATE, checked_marginals
 from selax.models.heads import normalize_prototypes, unit_normal_columns
 from selax.sinkhorn import sinkhorn_labels
 
@@ -63,7 +63,7 @@ class HParams:
     sinkhorn_chunk_size: int = 4096  # Also the rows per chunk when computing the log-probabilities.
     label_step_dtype: str = "float32"  # Of the per-head log-probabilities `[N, K]`; "bfloat16" halves them.
     label_views: str = "augmented"  # What the label step sees: one training view per image, or "clean".
-    cluster_marginals: tuple[float, ...] | None = None  # Cluster sizes of the label step; None: equal.
+    cluster_marginals: tuple[float, ...] | str | None = None  # Cluster sizes of the label step; None: equal.
     aux_num_heads: int = 0  # Overclustering heads, trained like the others, never evaluated.
     aux_num_clusters: int = 0  # Their clusters (usually more than `num_clusters`); equipartitioned.
     num_examples: int = derived()
@@ -84,10 +84,17 @@ def resolve(hp: HParams, info: RunInfo) -> HParams:
             f"config.sela.aux_num_heads={hp.aux_num_heads} with aux_num_clusters={hp.aux_num_clusters}: use"
             " 0 heads for none, or a positive number of heads with at least 2 clusters each."
         )
+    cluster_marginals = checked_marginals("config.sela.cluster_marginals", hp.cluster_marginals, num_clusters)
+    if cluster_marginals == ESTIMATE:
+        raise ValueError(
+            "config.sela.cluster_marginals='estimate' is Suave's: SeLa has no label to estimate class"
+            " proportions from, and its heads' mean prediction returns the very marginals their pseudo-labels"
+            " were solved with. Give the masses (e.g. from a labeled sample), or leave it unset."
+        )
     return dataclasses.replace(
         hp,
         num_clusters=num_clusters,
-        cluster_marginals=checked_marginals("config.sela.cluster_marginals", hp.cluster_marginals, num_clusters),
+        cluster_marginals=cluster_marginals,
         num_examples=info.num_examples,
         num_steps=info.num_steps,
         seed=info.seed,

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from selax import losses
 from selax.methods import swav
 from selax.methods.base import CLASSIFICATION, RunInfo, StepInputs
-from selax.methods.common import forward_crops
+from selax.methods.common import ESTIMATE, forward_crops, prior_adjusted, updated_prior
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +25,9 @@ class HParams(swav.HParams):
     `labeled_weight` unset is the per-row frequency weighting of the reference code; a float w gives
     w * labeled + (1 - w) * unlabeled. More prototypes than classes leave free prototypes (e.g. for
     `dataset.unlabeled_classes`). `prototype_marginals` (one positive mass per prototype, e.g. the known
-    class frequencies of the unlabeled data) replaces the Sinkhorn's equipartition.
+    class frequencies of the unlabeled data) replaces the Sinkhorn's equipartition; "estimate" learns
+    them during training from the unlabeled images' nearest labeled class means
+    (`class_mean_probabilities`).
     """
 
     num_prototypes: int | None = None  # None: one per class.
@@ -33,10 +35,50 @@ class HParams(swav.HParams):
     labeled_weight: float | None = None  # None: per-row frequency weighting over the concatenation.
     labeled_mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixup of labeled images and labels; 0: off.
     supervised_only: bool = False  # The baseline: labeled images alone, no unlabeled image is seen.
+    prior_momentum: float = 0.99  # prototype_marginals="estimate": the estimate's moving-average momentum per step.
+    prior_floor: float = 0.1  # prototype_marginals="estimate": no prototype's mass falls below prior_floor / K.
 
 
 def resolve(hp: HParams, info: RunInfo) -> HParams:
-    return swav.resolve(hp, info, section="suave")
+    if not (0 <= hp.prior_momentum < 1 and 0 < hp.prior_floor <= 1):
+        raise ValueError(
+            f"config.suave.prior_momentum={hp.prior_momentum} must be in [0, 1) and"
+            f" config.suave.prior_floor={hp.prior_floor} in (0, 1]."
+        )
+    return swav.resolve(hp, info, section="suave", estimable=True)
+
+
+def init_extras(hp: HParams, params: Any, batch_stats: Any) -> dict[str, jnp.ndarray]:
+    """SwAV's extras; with `prototype_marginals="estimate"`, the estimated prior `prototype_prior [K]`,
+    uniform at first."""
+    extras = swav.init_extras(hp, params, batch_stats)
+    if hp.prototype_marginals == ESTIMATE:
+        extras["prototype_prior"] = jnp.full((hp.num_prototypes,), 1.0 / hp.num_prototypes, jnp.float32)
+    return extras
+
+
+def class_mean_probabilities(
+    labeled_embeddings: jnp.ndarray,
+    labels: jnp.ndarray,
+    unlabeled_embeddings: jnp.ndarray,
+    num_classes: int,
+    temperature: float,
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """`(probabilities [Bu, K], observed [K])`: class probabilities of unlabeled embeddings `[Bu, E]` by
+    their cosine to each class's mean labeled embedding (`labeled_embeddings [Bl, E]`, `labels [Bl]`)
+    over `temperature`, among the classes the labeled batch holds (`observed`). A classifier with no
+    class prior of its own, nor the Sinkhorn's: the evidence for estimating the unlabeled class
+    proportions. No gradient flows."""
+
+    def unit(x: jnp.ndarray) -> jnp.ndarray:
+        return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+    one_hot = jax.nn.one_hot(labels, num_classes)
+    counts = jnp.sum(one_hot, axis=0)
+    means = unit(one_hot.T @ unit(jax.lax.stop_gradient(labeled_embeddings)) / jnp.maximum(counts, 1.0)[:, None])
+    cosines = unit(jax.lax.stop_gradient(unlabeled_embeddings)) @ means.T
+    observed = counts > 0
+    return jax.nn.softmax(jnp.where(observed[None], cosines / temperature, -jnp.inf), axis=-1), observed
 
 
 def loss_fn(hp: HParams, params: Any, inputs: StepInputs):
@@ -87,6 +129,16 @@ def loss_fn(hp: HParams, params: Any, inputs: StepInputs):
     )
     clustering_loss = losses.frequency_weighted_mean(labeled_rows, unlabeled_rows, hp.labeled_weight)
     metrics.update(unlabeled_metrics, clustering_loss=clustering_loss)
+    if hp.prototype_marginals == ESTIMATE:  # One EM step of the unlabeled class proportions, averaged.
+        prior = inputs.extras["prototype_prior"]
+        unlabeled_embeddings = jnp.concatenate([outputs[1 + i]["embedding"] for i in range(hp.num_global_views)])
+        evidence, observed = class_mean_probabilities(
+            labeled["embedding"], labels, unlabeled_embeddings, hp.num_prototypes, hp.temperature
+        )
+        evidence = prior_adjusted(evidence, jnp.where(observed, prior, 0.0))
+        new_prior = updated_prior(prior, evidence, hp.prior_momentum, hp.prior_floor, observed)
+        extras = dict(extras, prototype_prior=new_prior)
+        metrics.update(prior_min=jnp.min(prior), prior_max=jnp.max(prior))
     return clustering_loss + linear_loss, (batch_stats, extras, metrics)
 
 
@@ -97,5 +149,6 @@ METHOD = dataclasses.replace(
     evaluations=(CLASSIFICATION,),
     uses_labels=True,
     resolve=resolve,
+    init_extras=init_extras,
     smoke=swav.SMOKE,
 )

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from selax import losses
 from selax.methods.base import CLUSTERING, REPRESENTATION, Method, RunInfo, StepInputs
-from selax.methods.common import checked_marginals, forward_crops
+from selax.methods.common import ESTIMATE, checked_marginals, forward_crops
 from selax.models.heads import PrototypeHead, normalize_prototypes
 from selax.sinkhorn import sinkhorn
 
@@ -35,14 +35,24 @@ class HParams:
     queue_length: int = 0
     queue_start_step: int = 0
     freeze_prototypes_steps: int = 0
-    prototype_marginals: tuple[float, ...] | None = None  # None: equipartition.
+    # The Sinkhorn's prototype masses: None, equipartition; K masses, a known prior (Suave also takes
+    # "estimate": learned during training, held in the extras).
+    prototype_marginals: tuple[float, ...] | str | None = None
     unlabeled_mixup_alpha: float = 0.0  # Mixed global views with mixed Sinkhorn targets; 0: off.
 
 
-def resolve(hp: HParams, info: RunInfo, section: str = "swav") -> HParams:
-    """One prototype per class when `num_prototypes` is unset; the prior checked against that count."""
+def resolve(hp: HParams, info: RunInfo, section: str = "swav", estimable: bool = False) -> HParams:
+    """One prototype per class when `num_prototypes` is unset; the prior checked against that count (an
+    estimated one only where `estimable`: with labels to estimate it from)."""
     num_prototypes = hp.num_prototypes or info.num_classes
-    marginals = checked_marginals(f"config.{section}.prototype_marginals", hp.prototype_marginals, num_prototypes)
+    field = f"config.{section}.prototype_marginals"
+    marginals = checked_marginals(field, hp.prototype_marginals, num_prototypes)
+    if marginals == ESTIMATE and not estimable:
+        raise ValueError(
+            f"{field}='estimate' is Suave's: with no label, the class proportions cannot be told from the"
+            " prototypes' own predictions, which follow the marginals they are trained with. Give the masses,"
+            " or leave it unset for equipartition."
+        )
     return dataclasses.replace(hp, num_prototypes=num_prototypes, prototype_marginals=marginals)
 
 
@@ -59,11 +69,23 @@ def init_extras(hp: HParams, params: Any, batch_stats: Any) -> dict[str, jnp.nda
     return dict(queue=jnp.zeros((hp.num_global_views, hp.queue_length, embedding_dim), jnp.float32))
 
 
+def prototype_masses(hp: HParams, extras: Any) -> jnp.ndarray | None:
+    """The Sinkhorn's prototype marginals `[K]`: the estimate in `extras` (Suave's `prototype_prior`), the
+    configured prior, or None."""
+    if hp.prototype_marginals == ESTIMATE:
+        return extras["prototype_prior"]
+    return None if hp.prototype_marginals is None else jnp.asarray(hp.prototype_marginals, jnp.float32)
+
+
 def assignments(
-    hp: HParams, prototype_scores: jnp.ndarray, queue_scores: jnp.ndarray | None, use_queue: jnp.ndarray
+    hp: HParams,
+    prototype_scores: jnp.ndarray,
+    queue_scores: jnp.ndarray | None,
+    use_queue: jnp.ndarray,
+    marginals: jnp.ndarray | None,
 ) -> jnp.ndarray:
-    """Sinkhorn targets `[B, K]` for one global view's scores `[B, K]`, with the queue's `[Q, K]` when used."""
-    marginals = None if hp.prototype_marginals is None else jnp.asarray(hp.prototype_marginals, jnp.float32)
+    """Sinkhorn targets `[B, K]` for one global view's scores `[B, K]`, with the queue's `[Q, K]` when used,
+    under the prototype `marginals [K]` (None: equipartition)."""
 
     def solve(scores):
         return sinkhorn(
@@ -105,27 +127,31 @@ def unlabeled_loss(
     """`(rows, extras, metrics)` of the network `outputs` on `unlabeled_crops` (the first `num_views` are the
     views, then the mixed copies): per-row swapped-prediction cross-entropies (then the mixed copies'
     against the mix of the next global view's targets), the queue with the new global embeddings in front
-    (scored against the prototypes `params['head']['prototypes'] [E, K]`)."""
+    (scored against the prototypes `params['head']['prototypes'] [E, K]`). The targets are solved under
+    `prototype_masses`."""
     views, mixed = outputs[:num_views], outputs[num_views:]
     use_queue = step >= hp.queue_start_step
     queue_scores = [None] * hp.num_global_views
-    if extras:
+    if "queue" in extras:
         queue_scores = [extras["queue"][i] @ params["head"]["prototypes"] for i in range(hp.num_global_views)]
+    marginals = prototype_masses(hp, extras)
     targets = [
-        assignments(hp, views[i]["head_scores"], queue_scores[i], use_queue) for i in range(hp.num_global_views)
+        assignments(hp, views[i]["head_scores"], queue_scores[i], use_queue, marginals)
+        for i in range(hp.num_global_views)
     ]
     rows = losses.swapped_prediction_loss(targets, [o["head_scores"] / hp.temperature for o in views])
     for i, output in enumerate(mixed):
         mixed_target = losses.mix_with_next(targets[(i + 1) % hp.num_global_views], mix_weight)
         rows = jnp.concatenate([rows, losses.soft_cross_entropy(mixed_target, output["head_scores"] / hp.temperature)])
-    if extras:
-        new_embeddings = jnp.stack([views[i]["embedding"] for i in range(hp.num_global_views)])
-        queue = jnp.concatenate([jax.lax.stop_gradient(new_embeddings), extras["queue"]], axis=1)
-        extras = dict(queue=queue[:, : hp.queue_length])
+    extras = dict(extras)
     metrics = dict(
         unlabeled_loss=jnp.mean(rows),
         target_entropy=jnp.mean(-jnp.sum(targets[0] * jnp.log(targets[0] + 1e-12), -1)),
     )
+    if "queue" in extras:
+        new_embeddings = jnp.stack([views[i]["embedding"] for i in range(hp.num_global_views)])
+        queue = jnp.concatenate([jax.lax.stop_gradient(new_embeddings), extras["queue"]], axis=1)
+        extras["queue"] = queue[:, : hp.queue_length]
     return rows, extras, metrics
 
 
