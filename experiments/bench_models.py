@@ -2,14 +2,20 @@
 
 A step is forward + backward + SGD-momentum update of the encoder and a 10-way linear classifier
 (cross-entropy on random labels), jitted in JAX; compile and warm-up steps are excluded. Each row runs
-in its own subprocess because XLA_FLAGS are read once, at backend start. PyTorch rows are skipped when
-torch is missing.
+in its own subprocess because XLA_FLAGS and the CPU device count are read once, at backend start. JAX
+runs on 1 CPU device and on N = the core count (`jax_num_cpu_devices`, the batch split over a mesh of
+them, BatchNorm global, as selax's step), PyTorch on 1 and N intra-op threads. PyTorch rows are skipped
+when torch is missing.
 
 A second table times single layers of the CIFAR ResNet-18 (3x3 conv 64->64 on [64, 32, 32, 64], BatchNorm +
 ReLU) in process CPU seconds, JAX (default threads) vs PyTorch (1 thread, channels_last), to locate the gap.
 
+A third kind of row times whole selax train steps (`selax.train.Experiment.train_step` on its own
+batches: data, augmentation, method loss, update) of `configs/default.py` and of `configs/folder.py` on the
+digits upsampled to 28 px, on 1 and N devices, in images/s of the unlabeled stream.
+
 Usage:
-  python experiments/bench_models.py                          # ~4 min on 2 idle cores
+  python experiments/bench_models.py                          # ~15 min on 2 idle cores
   python experiments/bench_models.py --xla-variants all       # also the XLA flag variants on the CIFAR ResNet-18
   python experiments/bench_models.py --steps 3 --cases small_cnn --no-layers
 Writes experiments/results/bench_models.json.
@@ -25,11 +31,15 @@ import sys
 import time
 
 BATCH = 64
-# name -> (encoder name in selax.models, image shape [H, W, C], description)
+# name -> (encoder name in selax.models, its fields, image shape [H, W, C], description)
 CASES = {
-    "small_cnn": ("small_cnn", (8, 8, 1), "digits 8x8"),
-    "resnet18_cifar": ("resnet18_cifar", (32, 32, 3), "CIFAR stem 32x32"),
-    "resnet18_imagenet": ("resnet18", (96, 96, 3), "ImageNet stem 96x96"),
+    "small_cnn": ("small_cnn", {}, (8, 8, 1), "small CNN 8x8x1"),
+    "small_cnn_28": ("small_cnn", {}, (28, 28, 1), "small CNN 28x28x1"),
+    "small_cnn_32": ("small_cnn", {}, (32, 32, 3), "small CNN 32x32x3"),
+    "resnet18_cifar": ("resnet18_cifar", {}, (32, 32, 3), "ResNet-18 CIFAR 32"),
+    "resnet18_imagenet": ("resnet18", {}, (96, 96, 3), "ResNet-18 ImNet 96"),
+    "wide_resnet28_2": ("wide_resnet28_8", dict(widen_factor=2), (32, 32, 3), "WRN-28-2 32x32"),
+    "vit_s16_64": ("vit_s16", dict(image_size=64), (64, 64, 3), "ViT-S/16 64x64"),
 }
 # name -> (XLA_FLAGS, computation dtype); all tried on the CIFAR ResNet-18, the case with a known gap.
 JAX_VARIANTS = {
@@ -43,6 +53,11 @@ JAX_VARIANTS = {
     "onednn_convolution": ("--xla_cpu_experimental_onednn_fusion_type=+individual_convolution", "float32"),
 }
 VARIANT_CASE = "resnet18_cifar"
+# Whole selax train steps (data, multi-crop augmentation, method loss, update): name -> (config, description).
+RUNS = {
+    "default": ("default.py", "configs/default.py"),
+    "folder_28": ("folder.py", "folder.py, 28 px digits"),
+}
 
 
 def time_steps(step, steps: int, warmup: int = 2) -> dict:
@@ -67,27 +82,30 @@ def time_steps(step, steps: int, warmup: int = 2) -> dict:
 
 
 def jax_train_step(case: str, dtype_name: str):
-    """The selax encoder's jitted train step (state donated) and its initial state."""
+    """The selax encoder's jitted train step (state donated, replicated; the batch split over every
+    device) and its initial state."""
     import flax.linen as nn  # pylint: disable=import-outside-toplevel
     import jax  # pylint: disable=import-outside-toplevel
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
     import optax  # pylint: disable=import-outside-toplevel
 
-    from selax.models import ENCODERS, build_encoder  # pylint: disable=import-outside-toplevel
+    from selax import sharding  # pylint: disable=import-outside-toplevel
+    from selax.models import build_encoder  # pylint: disable=import-outside-toplevel
 
-    encoder_name, shape, _ = CASES[case]
-    encoder = build_encoder(encoder_name, dtype=jnp.dtype(dtype_name))
+    encoder_name, fields, shape, _ = CASES[case]
+    encoder = build_encoder(encoder_name, dtype=jnp.dtype(dtype_name), **fields)
     classifier = nn.Dense(10)
-    images = jax.random.normal(jax.random.key(0), (BATCH, *shape))
-    labels = jax.random.randint(jax.random.key(1), (BATCH,), 0, 10)
+    mesh = sharding.data_mesh()
+    images = jax.device_put(jax.random.normal(jax.random.key(0), (BATCH, *shape)), sharding.batch_sharded(mesh))
+    labels = jax.device_put(jax.random.randint(jax.random.key(1), (BATCH,), 0, 10), sharding.batch_sharded(mesh))
     variables = encoder.init(jax.random.key(2), images)
-    features = jnp.zeros((1, ENCODERS[encoder_name].feature_dim))
+    features = jax.eval_shape(lambda: encoder.apply(variables, images))  # [B, D]; D follows `fields`.
     params = {
         "encoder": variables["params"],
-        "classifier": classifier.init(jax.random.key(3), features)["params"],
+        "classifier": classifier.init(jax.random.key(3), jnp.zeros(features.shape))["params"],
     }
     optimizer = optax.sgd(0.01, momentum=0.9)
-    state = (params, variables.get("batch_stats", {}), optimizer.init(params))
+    state = jax.device_put((params, variables.get("batch_stats", {}), optimizer.init(params)), sharding.replicated(mesh))
 
     def loss_fn(params, batch_stats):
         features, updates = encoder.apply(
@@ -109,10 +127,11 @@ def jax_train_step(case: str, dtype_name: str):
     return train_step, state
 
 
-def jax_row(case: str, dtype_name: str, steps: int) -> dict:
-    """Times the selax encoder's train step in this process."""
+def jax_row(case: str, dtype_name: str, devices: int, steps: int) -> dict:
+    """Times the selax encoder's train step in this process, on `devices` CPU devices."""
     import jax  # pylint: disable=import-outside-toplevel
 
+    jax.config.update("jax_num_cpu_devices", devices)
     train_step, state = jax_train_step(case, dtype_name)
 
     def step():
@@ -122,8 +141,53 @@ def jax_row(case: str, dtype_name: str, steps: int) -> dict:
     return time_steps(step, steps)
 
 
+def write_digits_folder(root: str, size: int = 28) -> str:
+    """sklearn's digits upsampled to `size` px grey PNGs, `root/train/<digit>/<n>.png`; returns `root/train`."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+
+    digits = load_digits()
+    for index, (image, label) in enumerate(zip(digits.images, digits.target)):
+        path = os.path.join(root, "train", str(label), f"{index:04d}.png")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        pixels = np.uint8(np.round(image * 255 / 16))
+        Image.fromarray(pixels).resize((size, size), Image.BICUBIC).save(path)
+    return os.path.join(root, "train")
+
+
+def selax_run_row(run: str, devices: int, steps: int) -> dict:
+    """Times `selax.train.Experiment.train_step` of a shipped config (its own batch, data and method),
+    reading each step's batch first, on `devices` CPU devices."""
+    import tempfile  # pylint: disable=import-outside-toplevel
+
+    import jax  # pylint: disable=import-outside-toplevel
+
+    jax.config.update("jax_num_cpu_devices", devices)
+    from selax import sharding, train  # pylint: disable=import-outside-toplevel
+    from selax.config_fields import sibling  # pylint: disable=import-outside-toplevel
+
+    config_file, _ = RUNS[run]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    config = sibling(os.path.join(root, "configs", config_file), config_file[:-3]).get_config()
+    with tempfile.TemporaryDirectory() as folder:
+        if run == "folder_28":
+            config.dataset.train_dir = write_digits_folder(folder)
+        experiment = train.Experiment(config, sharding.data_mesh())
+        state, step_index = experiment.init_state(), 0
+
+        def step():
+            nonlocal state, step_index
+            state, metrics = experiment.train_step(state, experiment.load_batch(step_index))
+            jax.block_until_ready(metrics)
+            step_index += 1
+
+        return dict(time_steps(step, steps), batch=config.batch.unlabeled)
+
+
 def torch_models(case: str):
-    """The same encoder + classifier as selax's, built from torch.nn layers."""
+    """The same encoder + classifier as selax's, built from torch.nn layers (same shapes and FLOPs)."""
+    import torch  # pylint: disable=import-outside-toplevel
     import torch.nn as tnn  # pylint: disable=import-outside-toplevel
 
     class BasicBlock(tnn.Module):
@@ -145,18 +209,62 @@ def torch_models(case: str):
         def forward(self, x):
             return (self.body(x) + self.shortcut(x)).relu()
 
-    if case == "small_cnn":
-        layers, c_in, size = [], 1, 8
+    class PreActBlock(tnn.Module):
+        """WideResNet's block: BN-LReLU-conv3x3(stride)-BN-LReLU-conv3x3, 1x1 conv shortcut on a shape change."""
+
+        def __init__(self, c_in: int, width: int, stride: int):
+            super().__init__()
+            self.bn1, self.bn2 = tnn.BatchNorm2d(c_in), tnn.BatchNorm2d(width)
+            self.conv1 = tnn.Conv2d(c_in, width, 3, stride, 1, bias=False)
+            self.conv2 = tnn.Conv2d(width, width, 3, 1, 1, bias=False)
+            self.shortcut = None if stride == 1 and c_in == width else tnn.Conv2d(c_in, width, 1, stride, bias=False)
+
+        def forward(self, x):
+            activated = tnn.functional.leaky_relu(self.bn1(x), 0.1)
+            out = self.conv2(tnn.functional.leaky_relu(self.bn2(self.conv1(activated)), 0.1))
+            return out + (x if self.shortcut is None else self.shortcut(x))
+
+    class ViT(tnn.Module):
+        """ViT-S/16: patch embedding, class token, learned positions, pre-norm GELU blocks, final norm."""
+
+        def __init__(self, image_size: int, patch: int = 16, dim: int = 384, depth: int = 12, heads: int = 6):
+            super().__init__()
+            self.patches = tnn.Conv2d(3, dim, patch, patch)
+            self.cls = tnn.Parameter(torch.zeros(1, 1, dim))
+            self.positions = tnn.Parameter(torch.zeros(1, 1 + (image_size // patch) ** 2, dim))
+            layer = tnn.TransformerEncoderLayer(
+                dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+            )
+            self.blocks = tnn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+            self.norm = tnn.LayerNorm(dim, eps=1e-6)
+
+        def forward(self, x):
+            tokens = self.patches(x).flatten(2).transpose(1, 2)
+            tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.positions
+            return self.norm(self.blocks(tokens))[:, 0]
+
+    encoder_name, fields, (height, _, channels), _ = CASES[case]
+    if encoder_name == "small_cnn":
+        layers, c_in, size = [], channels, height
         for i, width in enumerate((32, 64, 128)):
             layers += [tnn.Conv2d(c_in, width, 3, 1, 1, bias=False), tnn.BatchNorm2d(width), tnn.ReLU()]
             if i < 2 and size >= 4:
                 layers.append(tnn.AvgPool2d(2))
                 size //= 2
             c_in = width
+    elif encoder_name == "wide_resnet28_8":
+        k, layers, c_in = fields["widen_factor"], [tnn.Conv2d(channels, 16, 3, 1, 1, bias=False)], 16
+        for width, stride in zip((16 * k, 32 * k, 64 * k), (1, 2, 2)):
+            for index in range(4):
+                layers.append(PreActBlock(c_in, width, stride if index == 0 else 1))
+                c_in = width
+        layers += [tnn.BatchNorm2d(c_in), tnn.LeakyReLU(0.1)]
+    elif encoder_name == "vit_s16":
+        return tnn.Sequential(ViT(fields["image_size"]), tnn.Linear(384, 10))
     else:
-        cifar = case == "resnet18_cifar"
+        cifar = encoder_name == "resnet18_cifar"
         layers = [
-            tnn.Conv2d(3, 64, 3 if cifar else 7, 1 if cifar else 2, 1 if cifar else 3, bias=False),
+            tnn.Conv2d(channels, 64, 3 if cifar else 7, 1 if cifar else 2, 1 if cifar else 3, bias=False),
             tnn.BatchNorm2d(64),
             tnn.ReLU(),
         ] + ([] if cifar else [tnn.MaxPool2d(3, 2, 1)])
@@ -174,7 +282,7 @@ def torch_row(case: str, channels_last: bool, threads: int, steps: int) -> dict:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    _, (height, width, channels), _ = CASES[case]
+    _, _, (height, width, channels), _ = CASES[case]
     model = torch_models(case).train()
     images = torch.randn(BATCH, channels, height, width)
     labels = torch.randint(0, 10, (BATCH,))
@@ -272,25 +380,43 @@ def run_worker(row: dict, steps: int) -> dict | None:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def plan(cases: list[str], xla_variants: list[str]) -> list[dict]:
-    """Rows to run: JAX (default, plus `xla_variants` on the CIFAR ResNet-18), then PyTorch on 1 and all threads."""
+def convolutional_net(case: str) -> bool:
+    """Whether PyTorch runs `case` channels_last (its fast CPU layout for deep conv nets; not the small CNN)."""
+    return not case.startswith(("small_cnn", "vit"))
+
+
+def plan(cases: list[str], xla_variants: list[str], runs: list[str]) -> list[dict]:
+    """Rows to run: JAX on 1 and all-core CPU devices (plus `xla_variants` on the CIFAR ResNet-18, on 1),
+    then PyTorch on 1 and all threads."""
     rows = []
     for case in cases:
         for variant in xla_variants if case == VARIANT_CASE else ["default"]:
             flags, dtype = JAX_VARIANTS[variant]
-            rows.append(
-                {"framework": "jax", "case": case, "variant": variant, "xla_flags": flags, "dtype": dtype}
-            )
+            for devices in sorted({1, os.cpu_count()}) if variant == "default" else [1]:
+                rows.append(
+                    {
+                        "framework": "jax",
+                        "case": case,
+                        "variant": variant + (f", {devices} devices" if devices > 1 else ""),
+                        "devices": devices,
+                        "xla_flags": flags,
+                        "dtype": dtype,
+                    }
+                )
         for threads in sorted({1, os.cpu_count()}):
             rows.append(
                 {
                     "framework": "torch",
                     "case": case,
                     "threads": threads,
-                    "channels_last": case != "small_cnn",
-                    "variant": f"{threads} thread{'s' * (threads > 1)}"
-                    + (", channels_last" * (case != "small_cnn")),
+                    "channels_last": convolutional_net(case),
+                    "variant": f"{threads} thread{'s' * (threads > 1)}" + (", channels_last" * convolutional_net(case)),
                 }
+            )
+    for run in runs:
+        for devices in sorted({1, os.cpu_count()}):
+            rows.append(
+                {"framework": "selax", "case": run, "devices": devices, "variant": f"train step, {devices} device{'s' * (devices > 1)}"}
             )
     return rows
 
@@ -311,6 +437,7 @@ def main() -> None:
         help=f"comma-separated subset of {list(JAX_VARIANTS)}, or 'all'",
     )
     parser.add_argument("--no-layers", action="store_true", help="skip the single-layer table")
+    parser.add_argument("--runs", default=",".join(RUNS), help=f"whole train steps, a subset of {list(RUNS)} (empty: none)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -319,15 +446,17 @@ def main() -> None:
             timing = {
                 "ops": (jax_layer_times if row["framework"] == "jax" else torch_layer_times)(args.steps)
             }
+        elif row["framework"] == "selax":
+            timing = selax_run_row(row["case"], row["devices"], args.steps)
         elif row["framework"] == "jax":
-            timing = jax_row(row["case"], row["dtype"], args.steps)
+            timing = jax_row(row["case"], row["dtype"], row["devices"], args.steps)
         else:
             timing = torch_row(row["case"], row["channels_last"], row["threads"], args.steps)
         print(json.dumps({**row, **timing}))
         return
-    unknown = set(args.cases.split(",")) - set(CASES)
+    unknown = (set(args.cases.split(",")) - set(CASES) - {""}) | (set(args.runs.split(",")) - set(RUNS) - {""})
     if unknown:
-        raise ValueError(f"Unknown cases {sorted(unknown)}; choose from {list(CASES)}.")
+        raise ValueError(f"Unknown cases or runs {sorted(unknown)}; choose from {list(CASES)} and {list(RUNS)}.")
     xla_variants = list(JAX_VARIANTS) if args.xla_variants == "all" else args.xla_variants.split(",")
     if set(xla_variants) - set(JAX_VARIANTS):
         raise ValueError(
@@ -338,15 +467,15 @@ def main() -> None:
     print(
         f"{'case':<20} {'framework':<6} {'variant':<26} {'images/s':>9} {'step s':>8} {'first s':>8} {'cpu s':>7} {'load':>5}"
     )
-    for row in plan(args.cases.split(","), xla_variants):
+    for row in plan([c for c in args.cases.split(",") if c], xla_variants, [r for r in args.runs.split(",") if r]):
         result = run_worker(row, args.steps)
         if result is None:
             continue
-        result["images_per_s"] = BATCH / result["step_s"]
+        result["images_per_s"] = result.get("batch", BATCH) / result["step_s"]
         result["load_average_1min"] = os.getloadavg()[0]
         results.append(result)
         print(
-            f"{CASES[row['case']][2]:<20} {row['framework']:<6} {row['variant']:<26} {result['images_per_s']:>9.1f} "
+            f"{(RUNS[row['case']][1] if row['framework'] == 'selax' else CASES[row['case']][3]):<20} {row['framework']:<6} {row['variant']:<26} {result['images_per_s']:>9.1f} "
             f"{result['step_s']:>8.3f} {result['first_step_s']:>8.2f} {result['cpu_s_per_step']:>7.3f} "
             f"{result['load_average_1min']:>5.1f}",
             flush=True,
