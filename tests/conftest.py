@@ -18,6 +18,9 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 from selax.methods.base import StepInputs  # noqa: E402  (after the device count is set)
 
+# SimCLR's exact 1% subset list (tfds checks its sha256 before preparing imagenet2012_subset/1pct).
+SUBSET_LIST_1PCT = os.path.join(os.path.dirname(__file__), "data", "imagenet_subsets", "1percent.txt")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def tfds_data_dir(tmp_path_factory) -> str:

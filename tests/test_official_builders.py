@@ -19,10 +19,10 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="preparing the official builders needs TensorFlow: pip install -e '.[tf]'")
 
+from conftest import SUBSET_LIST_1PCT  # noqa: E402
 from selax.data import datasets, readers, stand_ins  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUBSET_LIST = os.path.join(REPO, "tests", "data", "imagenet_subsets", "1percent.txt")
 NUM_VALIDATION = 100
 CIFAR_TRAIN_PER_CLASS, CIFAR_TEST_PER_CLASS = 5, 1
 
@@ -46,8 +46,8 @@ def prepared(tmp_path_factory) -> dict:
     (ImageNet through the config, CIFAR-100 under the stand-in's own checksum)."""
     root = tmp_path_factory.mktemp("official")
     manual, data_dir = str(root / "manual"), str(root / "tensorflow_datasets")
-    counts = stand_ins.imagenet_archives(manual, [SUBSET_LIST], num_validation=NUM_VALIDATION)
-    with open(SUBSET_LIST, "rb") as source, open(os.path.join(manual, "1percent.txt"), "wb") as copy:
+    counts = stand_ins.imagenet_archives(manual, [SUBSET_LIST_1PCT], num_validation=NUM_VALIDATION)
+    with open(SUBSET_LIST_1PCT, "rb") as source, open(os.path.join(manual, "1percent.txt"), "wb") as copy:
         copy.write(source.read())
     stand_ins.cifar100_archive(manual, CIFAR_TRAIN_PER_CLASS, CIFAR_TEST_PER_CLASS)
     printed = _run(
@@ -84,7 +84,7 @@ def test_imagenet_splits_labels_and_subset(prepared):
 
     train = _records("imagenet2012", "train", data_dir)
     subset = _records("imagenet2012_subset/1pct", "train", data_dir)
-    with open(SUBSET_LIST) as f:
+    with open(SUBSET_LIST_1PCT) as f:
         listed = set(f.read().split())
     train_names, subset_names = {_name(r) for r in train}, {_name(r) for r in subset}
     assert len(train) == prepared["counts"]["train"] and subset_names == listed
