@@ -2,6 +2,7 @@
 
 import contextlib
 import errno
+import functools
 import gc
 import os
 import shutil
@@ -59,12 +60,13 @@ def _is_disk_full(error: BaseException) -> bool:
     )
 
 
+@functools.cache
 def _save_arrays_whole_on_cpu() -> None:
     """On CPU every replica of an array lives in the same host memory, so orbax's replica-parallel save
     (each of R replicas writes 1/R of every array) buys nothing and compiles a slice per array shape at
     the first save (18 s for the tiny ResNet-50 on 8 CPU devices, more than its 6 training steps). It
     is turned off for CPU runs, as orbax itself does for GPUs (in orbax's process-wide handler of
-    `jax.Array`, which then writes each array from its first replica)."""
+    `jax.Array`, which then writes each array from its first replica; registered once per process)."""
     if jax.default_backend() == "cpu":
         handler = ocp.type_handlers.ArrayHandler(
             use_replica_parallel=False, array_metadata_store=array_metadata_store.Store()

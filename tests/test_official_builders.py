@@ -11,6 +11,7 @@ SimCLR's list, unmodified (tfds checks its sha256).
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -47,8 +48,7 @@ def prepared(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("official")
     manual, data_dir = str(root / "manual"), str(root / "tensorflow_datasets")
     counts = stand_ins.imagenet_archives(manual, [SUBSET_LIST_1PCT], num_validation=NUM_VALIDATION)
-    with open(SUBSET_LIST_1PCT, "rb") as source, open(os.path.join(manual, "1percent.txt"), "wb") as copy:
-        copy.write(source.read())
+    shutil.copy(SUBSET_LIST_1PCT, os.path.join(manual, "1percent.txt"))
     stand_ins.cifar100_archive(manual, CIFAR_TRAIN_PER_CLASS, CIFAR_TEST_PER_CLASS)
     printed = _run(
         [sys.executable, "-m", "selax.prepare", "--config=configs/imagenet_1pct.py", f"--manual_dir={manual}"],
