@@ -22,8 +22,14 @@ setup(
     packages=find_packages(include=["selax", "selax.*"]),
     install_requires=requirements(),
     extras_require={
-        # The test runner, and what it needs to execute the notebooks in experiments/.
-        "test": ["pytest>=8,<10", "nbclient>=0.10,<0.11", "nbformat>=5.10,<6", "ipykernel>=6.29,<8"],
+        # The test runner (spread over 2 processes), and what it needs to execute the notebooks in experiments/.
+        "test": [
+            "pytest>=8,<10",
+            "pytest-xdist>=3.6,<4",
+            "nbclient>=0.10,<0.11",
+            "nbformat>=5.10,<6",
+            "ipykernel>=6.29,<8",
+        ],
         # Preparing official tfds datasets (cifar100, imagenet2012, imagenet2012_subset) needs TensorFlow.
         "tf": ["tensorflow>=2.16,<3"],
         # Converting PyTorch checkpoints (selax.models.convert) both ways and the PyTorch equivalence tests.

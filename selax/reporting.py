@@ -2,7 +2,9 @@
 
 The history of scalars is appended to `WORKDIR/history.jsonl` as it is written, so that a resumed run
 reports the whole run: it keeps the points up to the step it resumed from (those logged later by a
-killed run are superseded) and rewrites the TensorBoard events from them, each step once.
+killed run are superseded) and rewrites the TensorBoard events from them, each step once. The training
+means summed since the last record when a checkpoint is saved are kept in `WORKDIR/pending_sums.json`,
+so that a run resumed there records the same means as one that ran through.
 """
 
 import glob
@@ -17,6 +19,9 @@ import numpy as np
 from absl import logging
 
 HISTORY_FILE = "history.jsonl"
+PENDING_SUMS_FILE = "pending_sums.json"
+# Checkpoints whose pending sums are kept (more than any run keeps checkpoints of; they are tiny).
+PENDING_SUMS_KEPT = 16
 
 # `{name: {step: value}}`: every scalar logged, each step once.
 History = dict[str, dict[int, float]]
@@ -38,6 +43,15 @@ def read_history(path: str, up_to_step: int) -> History:
                 for name, value in entry["scalars"].items():
                     history.setdefault(name, {})[entry["step"]] = value
     return history
+
+
+def _read_pending(path: str) -> dict[str, Any]:
+    """The pending sums file at `path` (`Reporter.keep_sums`); empty when it is missing or cut short."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
 
 
 def _history_lines(history: History) -> str:
@@ -96,6 +110,8 @@ class Reporter:
         self._workdir = workdir
         path = os.path.join(workdir, HISTORY_FILE)
         self.history = read_history(path, start_step)
+        self._pending_path = os.path.join(workdir, PENDING_SUMS_FILE)
+        self._start_step = start_step
         self._file = self._writer = None
         if active:
             from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
@@ -158,6 +174,26 @@ class Reporter:
             import wandb  # pylint: disable=g-import-not-at-top
 
             self._wandb.log({f"pictures/{name}": wandb.Image(pixels)}, step=step)
+
+    def keep_sums(self, step: int, sums: Mapping[str, Any] | None, count: int) -> None:
+        """Keeps, with the checkpoint of `step`, the metric `sums` of the `count` steps since the last
+        record (`count == 0`: none), for a run resumed at `step` (`resumed_sums`). Process 0 writes."""
+        if not self._active:
+            return
+        kept = {s: v for s, v in _read_pending(self._pending_path).items() if int(s) < step}
+        if count:
+            kept[str(step)] = dict(steps=count, sums={k: float(v) for k, v in sums.items()})
+        kept = dict(sorted(kept.items(), key=lambda item: int(item[0]))[-PENDING_SUMS_KEPT:])
+        with open(self._pending_path + ".tmp", "w") as f:
+            json.dump(kept, f)
+        os.replace(self._pending_path + ".tmp", self._pending_path)
+
+    def resumed_sums(self) -> tuple[dict[str, np.float32] | None, int]:
+        """`(sums, count)` kept (`keep_sums`) with the checkpoint this run resumed from; `(None, 0)` if none."""
+        pending = _read_pending(self._pending_path).get(str(self._start_step)) if self._start_step else None
+        if pending is None:
+            return None, 0
+        return {k: np.float32(v) for k, v in pending["sums"].items()}, int(pending["steps"])
 
     def values(self, name: str) -> list[float]:
         """The values of scalar `name` logged so far (resumed runs: since the start), in step order."""

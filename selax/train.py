@@ -524,7 +524,9 @@ def _train(experiment: Experiment, workdir: str) -> dict[str, float]:
     rates = []
     prefetcher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
     next_batch = prefetcher.submit(experiment.load_batch, start_step)
-    metric_sums, summed_steps = None, 0
+    # The sums since the last record that the checkpoint resumed from was saved with (its step need not
+    # be a record's): the records go on as in a run that was never stopped.
+    metric_sums, summed_steps = reporter.resumed_sums()
     try:
         for step in range(start_step, total_steps):
             state = experiment.update_extras(state, step)
@@ -541,7 +543,7 @@ def _train(experiment: Experiment, workdir: str) -> dict[str, float]:
             # the start is the scale a divergence is measured against.
             if log or done == 1:
                 _check_finite(state, done, checkpointer)
-                # The means over the steps since the last record (a resumed run's first: since its start).
+                # The means over the steps since the last record.
                 scalars = {f"train/{k}": float(v) / summed_steps for k, v in jax.device_get(metric_sums).items()}
                 metric_sums, summed_steps = None, 0
                 if log:
@@ -561,6 +563,7 @@ def _train(experiment: Experiment, workdir: str) -> dict[str, float]:
             if checkpointer.should_save(done) or stop.signum is not None:
                 _check_finite(state, done, checkpointer)
                 checkpointer.save(done, state, force=True)
+                reporter.keep_sums(done, jax.device_get(metric_sums), summed_steps)
             if stop.signum is not None or preempted:
                 checkpointer.close()
                 signum = stop.signum or signal.SIGTERM

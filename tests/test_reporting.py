@@ -5,7 +5,9 @@ import json
 import os
 import struct
 
-from selax.reporting import HISTORY_FILE, Reporter, read_history
+import numpy as np
+
+from selax.reporting import HISTORY_FILE, PENDING_SUMS_FILE, Reporter, read_history
 
 
 def read_events(logdir) -> dict[str, list[tuple[int, float]]]:
@@ -49,6 +51,27 @@ def test_a_resumed_run_supersedes_the_points_past_its_step_and_logs_each_step_on
     assert len(glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))) == 1
     assert read_events(tmp_path / "tensorboard") == expected  # In step order, each step once.
     assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_sums_kept_with_a_checkpoint_are_resumed_exactly_and_only_at_its_step(tmp_path):
+    first = Reporter(str(tmp_path), 12)
+    assert first.resumed_sums() == (None, 0)  # A fresh run starts from nothing.
+    loss = np.float32(1) / np.float32(3)  # Not a round number: it must come back to the bit.
+    first.keep_sums(3, {"loss": loss}, 1)
+    first.keep_sums(6, None, 0)  # Saved at a record: nothing pending.
+    first.keep_sums(9, {"loss": 2 * loss}, 1)
+
+    sums, count = Reporter(str(tmp_path), 12, start_step=9).resumed_sums()
+    assert count == 1 and sums["loss"] == 2 * loss and sums["loss"].dtype == np.float32
+    assert Reporter(str(tmp_path), 12, start_step=6).resumed_sums() == (None, 0)
+    assert Reporter(str(tmp_path), 12, start_step=3).resumed_sums() == ({"loss": loss}, 1)
+
+    # A run resumed at 3 saves 6 again: what a stopped run kept for later steps belongs to steps it redoes.
+    Reporter(str(tmp_path), 12, start_step=3).keep_sums(6, {"loss": loss}, 2)
+    assert Reporter(str(tmp_path), 12, start_step=9).resumed_sums() == (None, 0)
+    assert Reporter(str(tmp_path), 12, start_step=6).resumed_sums() == ({"loss": loss}, 2)
+    (tmp_path / PENDING_SUMS_FILE).write_text('{"6": {"ste')  # Cut short by a kill: nothing to resume.
+    assert Reporter(str(tmp_path), 12, start_step=6).resumed_sums() == (None, 0)
 
 
 def test_a_line_cut_short_by_a_kill_is_skipped(tmp_path):

@@ -25,7 +25,8 @@ sys.path.insert(0, REPO)
 from configs import default  # noqa: E402
 
 # Long enough to be killed in the middle, short enough for CI.
-RESUME_FLAGS = ["--config.num_steps=12", "--config.checkpoint.every_steps=4", "--config.eval_every_steps=0"]
+# Checkpoints every 3 steps, records every 2: most resumes start between two records.
+RESUME_FLAGS = ["--config.num_steps=12", "--config.checkpoint.every_steps=3", "--config.eval_every_steps=0"]
 
 
 def smoke_config(**overrides):
@@ -165,7 +166,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, uninterrupted, kill_sig
         text=True,
     )
     checkpoints = tmp_path / "checkpoints"
-    _wait_for(lambda: (checkpoints / "4").is_dir(), process)
+    _wait_for(lambda: (checkpoints / "3").is_dir(), process)
     process.send_signal(kill_signal)
     _, stderr = process.communicate(timeout=120)
     if kill_signal == signal.SIGTERM:
