@@ -6,7 +6,7 @@ sharded state needs inside the jitted step.
 """
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import numpy as np
@@ -17,6 +17,12 @@ STATE_SHARDINGS = ("replicated", "fsdp")
 # Arrays with fewer elements than this stay replicated under "fsdp": splitting biases and BatchNorm
 # scales saves nothing and adds a collective per array.
 FSDP_MIN_SIZE = 2**16
+
+
+def cpu_device_count(batch_sizes: Sequence[int], cores: int) -> int:
+    """How many CPU devices a one-process run on `cores` cores uses: the most, up to one per core, that
+    every size in `batch_sizes` is a multiple of (1 when no larger count is)."""
+    return max(n for n in range(1, max(cores, 1) + 1) if all(size % n == 0 for size in batch_sizes))
 
 
 def data_mesh(devices: list[jax.Device] | None = None) -> Mesh:

@@ -44,3 +44,11 @@ def test_state_shardings_and_bytes_per_device(mesh):
     assert set(held.values()) == {256 * 512 * 4 // 8 + 512 * 4}
     with pytest.raises(ValueError, match="state_sharding='zero' is not one of"):
         sharding.state_shardings(mesh, state, "zero")
+
+
+@pytest.mark.parametrize(
+    "batch_sizes, cores, expected",
+    [((256, 40, 256), 2, 2), ((256, 40, 256), 6, 4), ((256, 40, 256), 16, 8), ((64, 16, 128), 1, 1), ((63, 21), 4, 3), ((7,), 4, 1)],
+)
+def test_cpu_device_count_is_the_most_up_to_the_cores_that_every_batch_divides_into(batch_sizes, cores, expected):
+    assert sharding.cpu_device_count(batch_sizes, cores) == expected

@@ -16,6 +16,7 @@ import pytest
 
 from selax import sharding, train, workdir
 from selax.checkpoint import Checkpointer
+from selax.config_fields import SMOKE_BATCH
 from selax.optimizers import optimizer_from_config
 from selax.reporting import HISTORY_FILE, read_history
 from test_reporting import read_events
@@ -50,6 +51,17 @@ def main_command(workdir, *flags):
         f"--workdir={workdir}",
         *flags,
     ]
+
+
+def test_a_run_with_no_device_count_set_uses_a_cpu_device_per_core(tmp_path):
+    """Without $JAX_NUM_CPU_DEVICES (which every other test sets), selax.main splits its batches over one
+    CPU device per core, as many as the batch sizes divide into."""
+    environment = {k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}
+    expected = sharding.cpu_device_count(list(SMOKE_BATCH.values()), len(os.sched_getaffinity(0)))
+    flags = ("--config.num_steps=2", "--config.eval_every_steps=0", "--export=")
+    run = subprocess.run(main_command(tmp_path, *flags), cwd=REPO, env=environment, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"Process 0 of 1, {expected} devices." in run.stderr
 
 
 def test_step_on_8_devices_equals_1_device():
