@@ -1,0 +1,119 @@
+"""Where Suave's weak seeds lose their points on the digits: test confusions per seed, and a picture.
+
+    python experiments/digits_confusions.py [--study default|novel] [--seeds 0,1,2,3,4] [--root DIR]
+
+Each seed is `python -m selax.main --config=configs/default.py --workdir=ROOT/STUDY_seedS --config.seed=S`
+(`novel` adds `--config.dataset.unlabeled_classes="(8, 9)"`: classes 8 and 9 have no label and take
+the two free prototypes, or not); a workdir that already holds `metrics.json` is read, not retrained.
+From each run's `export/test.npz` the script prints, per seed, the test top-1 and every true class
+whose images went to another prototype (at least `--min_errors` of them), writes them to
+experiments/results/digits_confusions_STUDY.json, and draws experiments/results/digits_confusions_STUDY.png:
+the labeled training images (`dataset.split_seed`, the same for every seed), then for each seed the
+test images of its most-confused classes, grouped by the prototype they went to.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from selax.data import datasets, splits  # noqa: E402
+
+STUDY_FLAGS = {"default": [], "novel": ["--config.dataset.unlabeled_classes=(8, 9)"]}
+SHOWN_PER_GROUP = 6
+WORST_SHOWN = 3  # classes per seed in the picture
+
+
+def run(study: str, seed: int, workdir: str) -> None:
+    if os.path.exists(os.path.join(workdir, "metrics.json")):
+        return
+    command = [sys.executable, "-m", "selax.main", "--config=configs/default.py", f"--workdir={workdir}",
+               f"--config.seed={seed}", *STUDY_FLAGS[study]]
+    subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def confusions(workdir: str, min_errors: int) -> dict:
+    """`{top1, classes: {true class: {prototype: count}}, predicted [N], labels [N], names [N]}` (the
+    export's names of digits images are their positions in the test split)."""
+    test = np.load(os.path.join(workdir, "export", "test.npz"))
+    predicted, labels = np.argmax(test["head_scores"], -1), test["labels"]
+    classes = {}
+    for c in np.unique(labels):
+        counts = np.bincount(predicted[labels == c], minlength=test["head_scores"].shape[-1])
+        errors = {int(p): int(n) for p, n in enumerate(counts) if p != c and n >= min_errors}
+        if errors:
+            classes[int(c)] = {"correct": int(counts[c]), "of": int(counts.sum()), "went_to": errors}
+    return dict(top1=float(np.mean(predicted == labels)), classes=classes,
+                predicted=predicted, labels=labels, names=test["names"])
+
+
+def draw(study: str, per_seed: dict[int, dict], dataset: dict, path: str) -> None:
+    """The picture; `dataset` is the runs' `config.dataset` (from WORKDIR/config.json)."""
+    train, test = datasets.load_arrays("digits", "train"), datasets.load_arrays("digits", "test")
+    labeled = splits.labeled_subset(
+        train.labels, dataset["labels_per_class"], dataset["split_seed"], dataset["unlabeled_classes"] or ()
+    )
+    labeled = labeled[np.argsort(train.labels[labeled], kind="stable")]
+    rows = [("labeled (all seeds)", [(train.images[p], f"{train.labels[p]}") for p in labeled])]
+    for seed, found in per_seed.items():
+        worst = sorted(found["classes"], key=lambda c: found["classes"][c]["correct"])[:WORST_SHOWN]
+        for c in worst:
+            cells = []
+            for prototype in [c, *found["classes"][c]["went_to"]]:
+                chosen = np.flatnonzero((found["labels"] == c) & (found["predicted"] == prototype))
+                cells += [(test.images[int(found["names"][i])], f"{c}->{prototype}") for i in chosen[:SHOWN_PER_GROUP]]
+            rows.append((f"seed {seed}, class {c}", cells))
+    width = max(len(cells) for _, cells in rows)
+    figure, axes = plt.subplots(len(rows), width, figsize=(0.62 * width + 1.6, 0.8 * len(rows)), squeeze=False)
+    for r, (title, cells) in enumerate(rows):
+        for k in range(width):
+            axis = axes[r, k]
+            axis.set_xticks([]), axis.set_yticks([])
+            for spine in axis.spines.values():
+                spine.set_visible(k < len(cells))
+            if k < len(cells):
+                image, caption = cells[k]
+                axis.imshow(image[..., 0], cmap="gray_r")
+                axis.set_title(caption, fontsize=7, pad=2)
+        axes[r, 0].set_ylabel(title, rotation=0, ha="right", va="center", fontsize=8)
+    figure.suptitle(f"Suave, configs/default.py ({study}): test images of each seed's worst classes, "
+                    "captioned true -> predicted prototype", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", choices=sorted(STUDY_FLAGS), default="default")
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--root", default="/tmp/selax_digits_confusions")
+    parser.add_argument("--min_errors", type=int, default=4)
+    args = parser.parse_args()
+    per_seed = {}
+    for seed in (int(s) for s in args.seeds.split(",")):
+        workdir = os.path.join(args.root, f"{args.study}_seed{seed}")
+        run(args.study, seed, workdir)
+        per_seed[seed] = confusions(workdir, args.min_errors)
+        found = per_seed[seed]
+        lost = ", ".join(f"{c}: {v['correct']}/{v['of']} right, to {v['went_to']}" for c, v in found["classes"].items())
+        print(f"seed {seed}: prototype top-1 {100 * found['top1']:.1f}; {lost}")
+    results = os.path.join(REPO, "experiments", "results")
+    with open(os.path.join(results, f"digits_confusions_{args.study}.json"), "w") as f:
+        json.dump({str(s): {k: v for k, v in found.items() if k in ("top1", "classes")} for s, found in per_seed.items()},
+                  f, indent=1)
+    with open(os.path.join(workdir, "config.json")) as f:
+        dataset = json.load(f)["dataset"]
+    draw(args.study, per_seed, dataset, os.path.join(results, f"digits_confusions_{args.study}.png"))
+
+
+if __name__ == "__main__":
+    main()
