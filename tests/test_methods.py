@@ -770,7 +770,8 @@ def test_dino_loss_matches_a_numpy_reference():
     assert int(stats["count"]) == 2 and int(new_extras["teacher_batch_stats"]["count"]) == 11
 
 
-def test_daino_is_dino_plus_the_labeled_term():
+@pytest.mark.parametrize("rampup_steps, unlabeled_factor", [(0, 1.0), (20, 0.25)])
+def test_daino_is_dino_plus_the_labeled_term(rampup_steps, unlabeled_factor):
     params, globals_, local, labeled, labels, _, _, extras = dino_problem(seed=14)
     views = dict(unlabeled=[*globals_, local], labeled=labeled)
     fields = dict(num_outputs=5, num_steps=100, teacher_temperature_warmup_steps=10)
@@ -779,12 +780,12 @@ def test_daino_is_dino_plus_the_labeled_term():
         jnp.asarray(5), KEY,
     )
     _, (_, _, metrics) = loss_of(
-        daino, daino.HParams(**fields, labeled_weight=0.4), fake_apply, params, {"count": jnp.asarray(0)},
+        daino, daino.HParams(**fields, labeled_weight=0.4, unlabeled_rampup_steps=rampup_steps), fake_apply, params, {"count": jnp.asarray(0)},
         extras, views, labels, jnp.asarray(5), KEY,
     )
     smoothed = 0.99 * np.eye(5)[labels] + 0.01 / 5
     labeled_rows = -(smoothed * log_softmax64(flat64(labeled) @ params["w"] / 0.1)).sum(-1)
-    expected = 0.4 * labeled_rows.mean() + 0.6 * float(unlabeled)
+    expected = 0.4 * labeled_rows.mean() + 0.6 * unlabeled_factor * float(unlabeled)  # Step 5 of 20: 0.25.
     assert float(metrics["clustering_loss"]) == pytest.approx(expected, rel=1e-4)
 
 

@@ -27,6 +27,7 @@ class HParams(dino.HParams):
     teacher_momentum: float = 0.990  # Rises to 1 by a cosine over the run.
     label_smoothing: float = 0.01
     labeled_weight: float | None = None  # None: per-row frequency weighting over the concatenation.
+    unlabeled_rampup_steps: int = 0  # The unlabeled term's weight rises linearly from 0 to 1 over these steps.
 
 
 def loss_fn(hp: HParams, params: Any, inputs: StepInputs):
@@ -47,7 +48,8 @@ def loss_fn(hp: HParams, params: Any, inputs: StepInputs):
     linear_loss = jnp.mean(
         losses.soft_cross_entropy(jax.nn.one_hot(inputs.labels, num_classes), labeled["linear_logits"])
     )
-    clustering_loss = losses.frequency_weighted_mean(labeled_rows, unlabeled_rows, hp.labeled_weight)
+    ramp = jnp.clip(inputs.step / hp.unlabeled_rampup_steps, 0.0, 1.0) if hp.unlabeled_rampup_steps else 1.0
+    clustering_loss = losses.frequency_weighted_mean(labeled_rows, ramp * unlabeled_rows, hp.labeled_weight)
     metrics.update(
         labeled_loss=jnp.mean(labeled_rows),
         clustering_loss=clustering_loss,
