@@ -721,21 +721,23 @@ def test_swav_loss_matches_a_numpy_reference():
     assert int(stats["count"]) == 2 and extras == {}  # One forward per resolution; no queue.
 
 
-def test_suave_is_swav_plus_the_labeled_term():
+@pytest.mark.parametrize("rampup_steps, unlabeled_factor", [(0, 1.0), (40, 0.75)])
+def test_suave_is_swav_plus_the_labeled_term(rampup_steps, unlabeled_factor):
     params, globals_, local, labeled, labels = multi_crop_problem(seed=12)
     views = dict(unlabeled=[*globals_, local], labeled=labeled)
+    step = jnp.asarray(30)  # Of a 40-step ramp-up: the unlabeled term at 0.75.
     unlabeled, _ = loss_of(
         swav, swav.HParams(num_prototypes=5), fake_apply, params, {"count": jnp.asarray(0)}, {}, views, None,
-        jnp.asarray(0), KEY,
+        step, KEY,
     )
-    hp = suave.HParams(num_prototypes=5, labeled_weight=0.3)
+    hp = suave.HParams(num_prototypes=5, labeled_weight=0.3, unlabeled_rampup_steps=rampup_steps)
     loss, (stats, _, metrics) = loss_of(
-        suave, hp, fake_apply, params, {"count": jnp.asarray(0)}, {}, views, labels, jnp.asarray(0), KEY
+        suave, hp, fake_apply, params, {"count": jnp.asarray(0)}, {}, views, labels, step, KEY
     )
     smoothed = 0.99 * np.eye(5)[labels] + 0.01 / 5
     labeled_rows = -(smoothed * log_softmax64(flat64(labeled) @ params["w"] / 0.1)).sum(-1)
     linear = -log_softmax64(flat64(labeled) @ params["linear"])[np.arange(len(labels)), labels].mean()
-    expected = 0.3 * labeled_rows.mean() + 0.7 * float(unlabeled)
+    expected = 0.3 * labeled_rows.mean() + 0.7 * unlabeled_factor * float(unlabeled)
     assert float(metrics["clustering_loss"]) == pytest.approx(expected, rel=1e-4)
     assert float(loss) == pytest.approx(expected + linear, rel=1e-4)
     assert int(stats["count"]) == 2  # Labeled and global views share one forward.
@@ -780,8 +782,8 @@ def test_daino_is_dino_plus_the_labeled_term(rampup_steps, unlabeled_factor):
         jnp.asarray(5), KEY,
     )
     _, (_, _, metrics) = loss_of(
-        daino, daino.HParams(**fields, labeled_weight=0.4, unlabeled_rampup_steps=rampup_steps), fake_apply, params, {"count": jnp.asarray(0)},
-        extras, views, labels, jnp.asarray(5), KEY,
+        daino, daino.HParams(**fields, labeled_weight=0.4, unlabeled_rampup_steps=rampup_steps), fake_apply,
+        params, {"count": jnp.asarray(0)}, extras, views, labels, jnp.asarray(5), KEY,
     )
     smoothed = 0.99 * np.eye(5)[labels] + 0.01 / 5
     labeled_rows = -(smoothed * log_softmax64(flat64(labeled) @ params["w"] / 0.1)).sum(-1)

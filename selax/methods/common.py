@@ -1,12 +1,15 @@
-"""Pieces every method uses: the multi-crop forward with batch statistics threaded through, the check of
-a configured class prior, and the update of an estimated one."""
+"""Pieces every method uses: the multi-crop forward with batch statistics threaded through, the labeled
+term of the semi-supervised methods, the check of a configured class prior, and the update of an
+estimated one."""
 
+import dataclasses
 import math
 from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 
+from selax import losses
 from selax.models.heads import apply_per_resolution
 
 
@@ -32,6 +35,26 @@ def forward_crops(
 
     outputs = apply_per_resolution(forward, crops)
     return outputs, stats
+
+
+@dataclasses.dataclass(frozen=True)
+class LabeledTerm:
+    """The hyper-parameters of the labeled term that Suave and Daino add to their unlabeled loss."""
+
+    label_smoothing: float = 0.01
+    labeled_weight: float | None = None  # None: per-row frequency weighting over the concatenation.
+    unlabeled_rampup_steps: int = 0  # The unlabeled term's weight rises linearly from 0 to 1 over these steps.
+
+
+def semi_supervised_loss(
+    hp: LabeledTerm, labeled_rows: jax.Array, unlabeled_rows: jax.Array, step: jax.Array
+) -> jax.Array:
+    """One scalar from the labeled `[Bl]` and unlabeled `[Bu']` per-row cross-entropies: the unlabeled rows
+    scaled by the ramp-up factor `min(step / unlabeled_rampup_steps, 1)`, then combined by
+    `labeled_weight` (`losses.frequency_weighted_mean`)."""
+    steps = hp.unlabeled_rampup_steps
+    ramp = jnp.clip(step / steps, 0.0, 1.0) if steps else 1.0
+    return losses.frequency_weighted_mean(labeled_rows, ramp * unlabeled_rows, hp.labeled_weight)
 
 
 ESTIMATE = "estimate"  # A class prior learned from the unlabeled data during training (`updated_prior`).

@@ -3,7 +3,8 @@ streams.
 
 Unlabeled images: DINO's teacher targets (`selax.methods.dino`). Labeled images: the smoothed
 ground-truth label is the target of the student's logits divided by the student temperature. The two
-streams' per-row cross-entropies are combined by `labeled_weight`; evaluation reads the teacher.
+streams' per-row cross-entropies are combined by `labeled_weight`, the unlabeled one ramped up over
+`unlabeled_rampup_steps`; evaluation reads the teacher.
 """
 
 import dataclasses
@@ -15,19 +16,16 @@ import jax.numpy as jnp
 from selax import losses
 from selax.methods import dino
 from selax.methods.base import CLASSIFICATION, StepInputs
-from selax.methods.common import forward_crops
+from selax.methods.common import LabeledTerm, forward_crops, semi_supervised_loss
 
 
 @dataclasses.dataclass(frozen=True)
-class HParams(dino.HParams):
+class HParams(dino.HParams, LabeledTerm):
     """Daino's hyper-parameters (`config.daino`): DINO's, with one output per class by default and the
-    ImageNet recipe's teacher momentum 0.990, and the labeled term's."""
+    ImageNet recipe's teacher momentum 0.990, and the labeled term's (`LabeledTerm`)."""
 
     num_outputs: int | None = None  # None: one per class.
     teacher_momentum: float = 0.990  # Rises to 1 by a cosine over the run.
-    label_smoothing: float = 0.01
-    labeled_weight: float | None = None  # None: per-row frequency weighting over the concatenation.
-    unlabeled_rampup_steps: int = 0  # The unlabeled term's weight rises linearly from 0 to 1 over these steps.
 
 
 def loss_fn(hp: HParams, params: Any, inputs: StepInputs):
@@ -48,8 +46,7 @@ def loss_fn(hp: HParams, params: Any, inputs: StepInputs):
     linear_loss = jnp.mean(
         losses.soft_cross_entropy(jax.nn.one_hot(inputs.labels, num_classes), labeled["linear_logits"])
     )
-    ramp = jnp.clip(inputs.step / hp.unlabeled_rampup_steps, 0.0, 1.0) if hp.unlabeled_rampup_steps else 1.0
-    clustering_loss = losses.frequency_weighted_mean(labeled_rows, ramp * unlabeled_rows, hp.labeled_weight)
+    clustering_loss = semi_supervised_loss(hp, labeled_rows, unlabeled_rows, inputs.step)
     metrics.update(
         labeled_loss=jnp.mean(labeled_rows),
         clustering_loss=clustering_loss,

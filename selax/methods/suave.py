@@ -2,7 +2,8 @@
 
 Unlabeled images: SwAV's swapped prediction (`selax.methods.swav`) with one prototype per class. Labeled
 images: the smoothed ground-truth label is the target, on the same prototype scores divided by the
-temperature. The two streams' per-row cross-entropies are combined by `labeled_weight`.
+temperature. The two streams' per-row cross-entropies are combined by `labeled_weight`, the unlabeled one
+ramped up over `unlabeled_rampup_steps`.
 """
 
 import dataclasses
@@ -14,13 +15,20 @@ import jax.numpy as jnp
 from selax import losses
 from selax.methods import swav
 from selax.methods.base import CLASSIFICATION, RunInfo, StepInputs
-from selax.methods.common import ESTIMATE, forward_crops, prior_adjusted, updated_prior
+from selax.methods.common import (
+    ESTIMATE,
+    LabeledTerm,
+    forward_crops,
+    prior_adjusted,
+    semi_supervised_loss,
+    updated_prior,
+)
 
 
 @dataclasses.dataclass(frozen=True)
-class HParams(swav.HParams):
+class HParams(swav.HParams, LabeledTerm):
     """Suave's hyper-parameters (`config.suave`): SwAV's, with one prototype per class by default, and the
-    labeled term's.
+    labeled term's (`LabeledTerm`).
 
     `labeled_weight` unset is the per-row frequency weighting of the reference code; a float w gives
     w * labeled + (1 - w) * unlabeled. More prototypes than classes leave free prototypes (e.g. for
@@ -31,8 +39,6 @@ class HParams(swav.HParams):
     """
 
     num_prototypes: int | None = None  # None: one per class.
-    label_smoothing: float = 0.01
-    labeled_weight: float | None = None  # None: per-row frequency weighting over the concatenation.
     labeled_mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixup of labeled images and labels; 0: off.
     supervised_only: bool = False  # The baseline: labeled images alone, no unlabeled image is seen.
     prior_momentum: float = 0.99  # prototype_marginals="estimate": the estimate's moving-average momentum per step.
@@ -127,7 +133,7 @@ def loss_fn(hp: HParams, params: Any, inputs: StepInputs):
         mix_weight,
         inputs.step,
     )
-    clustering_loss = losses.frequency_weighted_mean(labeled_rows, unlabeled_rows, hp.labeled_weight)
+    clustering_loss = semi_supervised_loss(hp, labeled_rows, unlabeled_rows, inputs.step)
     metrics.update(unlabeled_metrics, clustering_loss=clustering_loss)
     if hp.prototype_marginals == ESTIMATE:  # One EM step of the unlabeled class proportions, averaged.
         prior = inputs.extras["prototype_prior"]
