@@ -1,7 +1,7 @@
 """A second development set that is not the digits: letters rendered from matplotlib's fonts, run through
 `configs/folder.py` as a new user's image folder would be.
 
-    python experiments/glyphs.py --root /tmp/glyphs                     # build, run, table, JSON
+    python experiments/glyphs.py --root /tmp/glyphs [--rows supervised,suave,daino,sela] [--seeds 0,1,2]
     python experiments/glyphs.py --root /tmp/glyphs --build_only        # just the folder
 
 The folder (`ROOT/data/{train,test}/<letter>/*.png`): the capital letters A-Z (26 classes, so the label
@@ -10,9 +10,10 @@ matplotlib (DejaVu, STIX and Computer Modern faces, upright, bold and slanted), 
 map (rotation, shear, anisotropic scale, shift), an elastic distortion, blur and pixel noise, grey,
 `--size` px (28). Train and test draw from the same fonts and distortions with different seeds.
 
-Each method then runs as `python -m selax.main --config=configs/folder.py:METHOD
---config.dataset.train_dir=ROOT/data/train --config.dataset.test_dir=ROOT/data/test`, per seed, one
-run at a time (skipped where its `metrics.json` exists). Beside them, the classical baselines on the
+Each row then runs as `python -m selax.main --config=configs/folder.py:METHOD
+--config.dataset.train_dir=ROOT/data/train --config.dataset.test_dir=ROOT/data/test` (`supervised`:
+Suave's network on the labeled images alone, `--config.suave.supervised_only=True`), per seed, one run
+at a time (skipped where its `metrics.json` exists). Beside them, the classical baselines on the
 same test images: k-means on raw pixels (NMI, the number SeLa must beat) and label spreading on the
 runs' labeled draw. Prints a table; writes experiments/results/glyphs.json and a sheet of sample
 images, experiments/results/glyphs_samples.png.
@@ -34,11 +35,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 CLASSES = tuple(string.ascii_uppercase)
 CANVAS = 96  # Letters are drawn at this side, distorted, then reduced to --size.
-# The metric each method is read by in its metrics.json.
-METRICS = {
-    "suave": ("test/prototype_top1", "test/linear_top1", "test/knn_top1"),
-    "daino": ("test/prototype_top1", "test/linear_top1", "test/knn_top1"),
-    "sela": ("test/nmi", "test/cluster_accuracy", "test/knn_top1"),
+CLASSIFIER_METRICS = ("test/prototype_top1", "test/linear_top1", "test/knn_top1")
+# Each row: the method of `configs/folder.py`, its flags, and the metrics read from its metrics.json.
+ROWS = {
+    "suave": ("suave", [], CLASSIFIER_METRICS),
+    "daino": ("daino", [], CLASSIFIER_METRICS),
+    "sela": ("sela", [], ("test/nmi", "test/cluster_accuracy", "test/knn_top1")),
+    "supervised": ("suave", ["--config.suave.supervised_only=True"], CLASSIFIER_METRICS),  # The labels alone.
 }
 
 
@@ -173,14 +176,15 @@ def baselines(data: str, labels_per_class: int, split_seed: int, seeds: list[int
     }
 
 
-def run(method: str, data: str, workdir: str, seed: int, extra: list[str]) -> dict:
-    """One `selax.main` run of `configs/folder.py:method` (skipped when its metrics.json exists)."""
+def run(row: str, data: str, workdir: str, seed: int, extra: list[str]) -> dict:
+    """One `selax.main` run of a row of `ROWS` (skipped when its metrics.json exists)."""
+    method, flags, _ = ROWS[row]
     metrics_path = os.path.join(workdir, "metrics.json")
     if not os.path.exists(metrics_path):
         command = [
             sys.executable, "-m", "selax.main", f"--config=configs/folder.py:{method}", f"--workdir={workdir}",
             f"--config.dataset.train_dir={data}/train", f"--config.dataset.test_dir={data}/test",
-            f"--config.seed={seed}", "--export=", *extra,
+            f"--config.seed={seed}", "--export=", *flags, *extra,
         ]  # fmt: skip
         start = time.perf_counter()
         subprocess.run(command, check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -196,7 +200,7 @@ def run(method: str, data: str, workdir: str, seed: int, extra: list[str]) -> di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True, help="the folder and the runs' workdirs go here")
-    parser.add_argument("--methods", default="suave,daino,sela")
+    parser.add_argument("--rows", default="supervised,suave,daino,sela", help=f"some of {sorted(ROWS)}")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--size", type=int, default=28)
     parser.add_argument("--train_per_class", type=int, default=60)
@@ -216,23 +220,24 @@ def main() -> None:
     results = {"date": time.strftime("%Y-%m-%d"), "data": built, "load_average_start": os.getloadavg()}
     results["baselines"] = baselines(data, labels_per_class=2, split_seed=0, seeds=seeds)
     results["runs"] = {}
-    for method in args.methods.split(","):
+    for row in args.rows.split(","):
         for seed in seeds:
-            metrics = run(method, data, os.path.join(args.root, method, f"seed{seed}"), seed, args.extra)
-            results["runs"].setdefault(method, {})[str(seed)] = metrics
+            metrics = run(row, data, os.path.join(args.root, row, f"seed{seed}"), seed, args.extra)
+            results["runs"].setdefault(row, {})[str(seed)] = metrics
     results["load_average_end"] = os.getloadavg()
 
     print(f"glyphs, {len(CLASSES)} classes, {args.size} px, 2 labels per class; mean +- std over seeds {seeds}")
-    print(f"{'method':<8} {'metric':<26} {'mean':>7} {'std':>6}  per seed")
-    for method, runs in results["runs"].items():
-        for metric in METRICS[method]:
+    print(f"{'row':<10} {'metric':<26} {'mean':>7} {'std':>6}  per seed")
+    for row, runs in results["runs"].items():
+        for metric in ROWS[row][2]:
             values = np.array([runs[str(s)][metric] for s in seeds])
             per_seed = " ".join(f"{v:.3f}" for v in values)
-            print(f"{method:<8} {metric:<26} {values.mean():7.3f} {values.std():6.3f}  {per_seed}")
+            std = values.std(ddof=1) if len(values) > 1 else 0.0
+            print(f"{row:<10} {metric:<26} {values.mean():7.3f} {std:6.3f}  {per_seed}")
         seconds = [runs[str(s)].get("command_seconds", float("nan")) for s in seeds]
-        print(f"{method:<8} {'command seconds':<26} {np.mean(seconds):7.0f}")
+        print(f"{row:<10} {'command seconds':<26} {np.nanmean(seconds):7.0f}")
     for name, value in results["baselines"].items():
-        print(f"{'baseline':<8} {name:<26} {value:7.3f}")
+        print(f"{'baseline':<10} {name:<26} {value:7.3f}")
     with open(os.path.join(RESULTS, "glyphs.json"), "w") as f:
         json.dump(results, f, indent=1)
 
