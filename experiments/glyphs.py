@@ -14,8 +14,9 @@ Each row then runs as `python -m selax.main --config=configs/folder.py:METHOD
 --config.dataset.train_dir=ROOT/data/train --config.dataset.test_dir=ROOT/data/test` (`supervised`:
 Suave's network on the labeled images alone, `--config.suave.supervised_only=True`), per seed, one run
 at a time (skipped where its `metrics.json` exists). Beside them, the classical baselines on the
-same test images: k-means on raw pixels (NMI, the number SeLa must beat) and label spreading on the
-runs' labeled draw. Prints a table; writes experiments/results/glyphs.json and a sheet of sample
+same test images: k-means on raw pixels (NMI, the number SeLa must beat) and label spreading on raw
+pixels (sklearn's kNN graph, 7 neighbours) from 2 labels per class, drawn by
+`selax.data.splits.labeled_subset` (split seed 0) over the train images in sorted path order. Prints a table; writes experiments/results/glyphs.json and a sheet of sample
 images, experiments/results/glyphs_samples.png.
 """
 
@@ -149,8 +150,8 @@ def sample_sheet(data: str, path: str, per_class: int = 8) -> None:
 
 
 def baselines(data: str, labels_per_class: int, split_seed: int, seeds: list[int]) -> dict[str, float]:
-    """k-means on raw test pixels (NMI, cluster accuracy; mean over `seeds`) and label spreading from the
-    runs' labeled draw of train (test top-1)."""
+    """k-means on raw test pixels (NMI, cluster accuracy; mean over `seeds`) and label spreading from
+    `labels_per_class` labeled train images per class (test top-1)."""
     from sklearn.cluster import KMeans
     from sklearn.semi_supervised import LabelSpreading
 
