@@ -16,8 +16,9 @@ Suave's network on the labeled images alone, `--config.suave.supervised_only=Tru
 at a time (skipped where its `metrics.json` exists). Beside them, the classical baselines on the
 same test images: k-means on raw pixels (NMI, the number SeLa must beat) and label spreading on raw
 pixels (sklearn's kNN graph, 7 neighbours) from 2 labels per class, drawn by
-`selax.data.splits.labeled_subset` (split seed 0) over the train images in sorted path order. Prints a table; writes experiments/results/glyphs.json and a sheet of sample
-images, experiments/results/glyphs_samples.png.
+`selax.data.splits.labeled_subset` (split seed 0) over the train images in sorted path order. Prints a
+table of the rows run; writes experiments/results/glyphs.json (merged: the rows run replace their
+earlier values, the others stay) and a sheet of sample images, experiments/results/glyphs_samples.png.
 """
 
 import argparse
@@ -218,18 +219,25 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     with open(os.path.join(args.root, "data", "COMPLETE")) as f:
         built = json.load(f)
-    results = {"date": time.strftime("%Y-%m-%d"), "data": built, "load_average_start": os.getloadavg()}
+    results_path = os.path.join(RESULTS, "glyphs.json")
+    results = {"runs": {}, "load_average": {}}
+    if os.path.exists(results_path):  # Rows run now replace their earlier values; the others stay.
+        with open(results_path) as f:
+            results.update(json.load(f))
+    results.update(date=time.strftime("%Y-%m-%d"), data=built)
     results["baselines"] = baselines(data, labels_per_class=2, split_seed=0, seeds=seeds)
-    results["runs"] = {}
-    for row in args.rows.split(","):
-        for seed in seeds:
-            metrics = run(row, data, os.path.join(args.root, row, f"seed{seed}"), seed, args.extra)
-            results["runs"].setdefault(row, {})[str(seed)] = metrics
-    results["load_average_end"] = os.getloadavg()
+    rows = args.rows.split(",")
+    for row in rows:
+        load_at_start = os.getloadavg()
+        results["runs"][row] = {
+            str(seed): run(row, data, os.path.join(args.root, row, f"seed{seed}"), seed, args.extra) for seed in seeds
+        }
+        results["load_average"][row] = dict(start=load_at_start, end=os.getloadavg())
 
     print(f"glyphs, {len(CLASSES)} classes, {args.size} px, 2 labels per class; mean +- std over seeds {seeds}")
     print(f"{'row':<10} {'metric':<26} {'mean':>7} {'std':>6}  per seed")
-    for row, runs in results["runs"].items():
+    for row in rows:
+        runs = results["runs"][row]
         for metric in ROWS[row][2]:
             values = np.array([runs[str(s)][metric] for s in seeds])
             per_seed = " ".join(f"{v:.3f}" for v in values)
@@ -239,7 +247,7 @@ def main() -> None:
         print(f"{row:<10} {'command seconds':<26} {np.nanmean(seconds):7.0f}")
     for name, value in results["baselines"].items():
         print(f"{'baseline':<10} {name:<26} {value:7.3f}")
-    with open(os.path.join(RESULTS, "glyphs.json"), "w") as f:
+    with open(results_path, "w") as f:
         json.dump(results, f, indent=1)
 
 

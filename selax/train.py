@@ -154,7 +154,10 @@ def predict_split(
     `split.size` rows.
 
     As in the training loop, the next batch is read (and decoded) on a host thread while the current one
-    runs, and a batch's outputs are copied to the host only once the next one is dispatched."""
+    runs. One batch is computed at a time: the batches do not depend on each other, and two sharded
+    programs in flight at once can each hold one of XLA:CPU's worker threads at a collective's
+    rendezvous, waiting for a device part that has no thread left to run on (a deadlock, seen on 2
+    cores with 2 CPU devices in SeLa's label steps)."""
 
     def load(positions: np.ndarray) -> dict[str, jax.Array]:
         images, labels = split.read(positions)
@@ -167,18 +170,13 @@ def predict_split(
             outputs.setdefault(name, []).append(np.asarray(value))
 
     batches = [positions for positions, _ in pipeline.eval_batches(split.size, batch_size)]
-    pending = None
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict-read") as reader:
         next_batch = reader.submit(load, batches[0])
         for index in range(len(batches)):
             batch = next_batch.result()
             if index + 1 < len(batches):
                 next_batch = reader.submit(load, batches[index + 1])
-            result = {k: v for k, v in predict(variables, batch, key).items() if k in keys}
-            if pending is not None:
-                fetch(pending)
-            pending = result
-    fetch(pending)
+            fetch({k: v for k, v in predict(variables, batch, key).items() if k in keys})
     return {name: np.concatenate(values)[: split.size] for name, values in outputs.items()}
 
 

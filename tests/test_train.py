@@ -318,3 +318,34 @@ def test_fine_tuning_starts_from_a_pretraining_workdir(uninterrupted):
     saved = ocp.StandardCheckpointer().restore(str(workdir / "checkpoints" / "12" / "state"))
     equal = jax.tree_util.tree_map(np.array_equal, jax.device_get(state.params), saved["params"])
     assert all(jax.tree_util.tree_leaves(equal))  # prototypes and linear head included
+
+
+def test_predict_split_fetches_each_batch_before_dispatching_the_next(monkeypatch):
+    """A whole-split pass returns every example once, in order, and never has two batches' programs in
+    flight (two independent sharded programs can deadlock XLA:CPU's collectives on few cores)."""
+    num_devices = jax.device_count()
+    images = np.arange(5 * num_devices, dtype=np.float32)[:, None]
+
+    class Split:
+        size = len(images)
+
+        def read(self, positions):
+            return images[positions], positions.astype(np.int32)
+
+    events = []
+    device_get = jax.device_get
+
+    def predict(variables, batch, key):
+        events.append("dispatch")
+        return {"embedding": batch["images"] * variables["scale"], "unused": batch["labels"]}
+
+    def logged_device_get(tree):
+        events.append("fetch")
+        return device_get(tree)
+
+    monkeypatch.setattr(jax, "device_get", logged_device_get)
+    mesh = sharding.data_mesh(jax.devices())
+    outputs = train.predict_split(predict, {"scale": 3.0}, Split(), mesh, 2 * num_devices, keys=("embedding",))
+    np.testing.assert_array_equal(outputs["embedding"], 3.0 * images)
+    assert list(outputs) == ["embedding"]
+    assert events == ["dispatch", "fetch"] * 3  # 5 devices' worth of rows in batches of 2 per device.
