@@ -155,9 +155,7 @@ def predict_split(
 
     As in the training loop, the next batch is read (and decoded) on a host thread while the current one
     runs. One batch is computed at a time: the batches do not depend on each other, and two sharded
-    programs in flight at once can each hold one of XLA:CPU's worker threads at a collective's
-    rendezvous, waiting for a device part that has no thread left to run on (a deadlock, seen on 2
-    cores with 2 CPU devices in SeLa's label steps)."""
+    programs in flight at once can deadlock XLA:CPU (`Experiment.one_program_at_a_time`)."""
 
     def load(positions: np.ndarray) -> dict[str, jax.Array]:
         images, labels = split.read(positions)
@@ -264,6 +262,11 @@ class Experiment:
         self.method = method = get_method(config.method)
         validate_config(config, method, mesh.size)
         self.config, self.mesh = config, mesh
+        # XLA:CPU runs each device's part of a sharded program on one shared pool of worker threads, and a
+        # part waiting at a collective holds its thread: two sharded programs in flight at once can hold
+        # every thread on a few cores and deadlock (seen with 2 CPU devices on 2 cores). On a CPU mesh of
+        # several devices the loop therefore lets each step and label update finish before the next.
+        self.one_program_at_a_time = mesh.size > 1 and mesh.devices.flat[0].platform == "cpu"
 
         # --- Data ----------------------------------------------------------------------------------
         splits = datasets.open_splits(config.dataset.name, config.dataset, config.dataset.data_dir)
@@ -376,7 +379,10 @@ class Experiment:
 
         params = self.eval_variables(state)["params"]
         extras = self.method.update_extras(self.hp, state.extras, params, step, embed)
-        return state.replace(extras=jax.device_put(extras, self.state_sharding.extras))
+        extras = jax.device_put(extras, self.state_sharding.extras)
+        if self.one_program_at_a_time:
+            jax.block_until_ready(extras)
+        return state.replace(extras=extras)
 
     def train_embeddings(self, state: TrainState, view: str, key: jax.Array | None) -> np.ndarray:
         """The embeddings `[N, E]` of the training split in train order, each image through `view`:
@@ -532,6 +538,8 @@ def _train(experiment: Experiment, workdir: str) -> dict[str, float]:
             if step + 1 < total_steps:  # Read the next batch while this step runs.
                 next_batch = prefetcher.submit(experiment.load_batch, step + 1)
             state, metrics = experiment.train_step(state, batch)
+            if experiment.one_program_at_a_time:
+                jax.block_until_ready(metrics)
             # Sums on the device since the last record, without waiting for the step.
             metric_sums = metrics if metric_sums is None else jax.tree.map(jnp.add, metric_sums, metrics)
             summed_steps += 1

@@ -201,16 +201,16 @@ def pseudo_labels(
     labels = []
     for head_prototypes in prototypes:
         log_probs = head_log_probs(hp, embeddings, head_prototypes)
-        labels.append(
-            sinkhorn_labels(
-                log_probs,
-                1.0 / hp.lam,
-                tol=hp.sinkhorn_tol,
-                max_iters=hp.sinkhorn_max_iters,
-                prototype_marginals=marginals,
-                chunk_size=min(hp.sinkhorn_chunk_size, log_probs.shape[0]),
-            )
+        head_labels = sinkhorn_labels(
+            log_probs,
+            1.0 / hp.lam,
+            tol=hp.sinkhorn_tol,
+            max_iters=hp.sinkhorn_max_iters,
+            prototype_marginals=marginals,
+            chunk_size=min(hp.sinkhorn_chunk_size, log_probs.shape[0]),
         )
+        # Each head finishes before the next starts (see `selax.train.Experiment.one_program_at_a_time`).
+        labels.append(jax.block_until_ready(head_labels))
         del log_probs  # Free this head's [N, K] before the next one's.
     return jnp.stack(labels)
 
