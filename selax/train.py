@@ -540,7 +540,7 @@ def _train(experiment: Experiment, workdir: str) -> dict[str, float]:
             state, metrics = experiment.train_step(state, batch)
             if experiment.one_program_at_a_time:
                 jax.block_until_ready(metrics)
-            # Sums on the device since the last record, without waiting for the step.
+            # Sums on the device since the last record (off a CPU mesh, without waiting for the step).
             metric_sums = metrics if metric_sums is None else jax.tree.map(jnp.add, metric_sums, metrics)
             summed_steps += 1
             done = step + 1
