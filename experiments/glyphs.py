@@ -189,11 +189,11 @@ def run(row: str, data: str, workdir: str, seed: int, extra: list[str]) -> dict:
             f"--config.dataset.train_dir={data}/train", f"--config.dataset.test_dir={data}/test",
             f"--config.seed={seed}", "--export=", *flags, *extra,
         ]  # fmt: skip
-        start = time.perf_counter()
+        start, load_at_start = time.perf_counter(), os.getloadavg()
         subprocess.run(command, check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         with open(metrics_path) as f:
             metrics = json.load(f)
-        metrics["command_seconds"] = time.perf_counter() - start
+        metrics.update(command_seconds=time.perf_counter() - start, load_average_at_start=load_at_start)
         with open(metrics_path, "w") as f:
             json.dump(metrics, f)
     with open(metrics_path) as f:
@@ -221,7 +221,7 @@ def main() -> None:
     with open(os.path.join(args.root, "data", "COMPLETE")) as f:
         built = json.load(f)
     results_path = os.path.join(RESULTS, "glyphs.json")
-    results = {"runs": {}, "load_average": {}}
+    results = {"runs": {}}
     if os.path.exists(results_path):  # Rows run now replace their earlier values; the others stay.
         with open(results_path) as f:
             results.update(json.load(f))
@@ -229,11 +229,9 @@ def main() -> None:
     results["baselines"] = baselines(data, labels_per_class=2, split_seed=0)
     rows = args.rows.split(",")
     for row in rows:
-        load_at_start = os.getloadavg()
         results["runs"][row] = {
             str(seed): run(row, data, os.path.join(args.root, row, f"seed{seed}"), seed, args.extra) for seed in seeds
         }
-        results["load_average"][row] = dict(start=load_at_start, end=os.getloadavg())
 
     print(f"glyphs, {len(CLASSES)} classes, {args.size} px, 2 labels per class; mean +- std over seeds {seeds}")
     print(f"{'row':<10} {'metric':<26} {'mean':>7} {'std':>6}  per seed")
