@@ -32,9 +32,10 @@ import time
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # The repository.
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(REPO, "experiments", "results")
 CLASSES = tuple(string.ascii_uppercase)
 CANVAS = 96  # Letters are drawn at this side, distorted, then reduced to --size.
 BASELINE_SEEDS = (0, 1, 2)  # k-means restarts' seeds.
@@ -100,12 +101,14 @@ def render(letter: str, font_path: str, size: int, rng: np.random.Generator) -> 
     return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
-def build(root: str, size: int, train_per_class: int, test_per_class: int, seed: int) -> str:
-    """Writes `root/data/{train,test}/<letter>/<i>.png` unless it is complete; returns `root/data`."""
+def build(root: str, size: int, train_per_class: int, test_per_class: int, seed: int) -> tuple[str, dict]:
+    """Writes `root/data/{train,test}/<letter>/<i>.png` unless it is complete; returns `root/data` and
+    what it was built with (read from its marker file when it already existed)."""
     data = os.path.join(root, "data")
     marker = os.path.join(data, "COMPLETE")
     if os.path.exists(marker):
-        return data
+        with open(marker) as f:
+            return data, json.load(f)
     fonts = font_paths()
     for split, count, split_seed in (("train", train_per_class, seed), ("test", test_per_class, seed + 1)):
         rng = np.random.default_rng(split_seed)
@@ -115,9 +118,10 @@ def build(root: str, size: int, train_per_class: int, test_per_class: int, seed:
             for i in range(count):
                 image = render(letter, fonts[rng.integers(len(fonts))], size, rng)
                 Image.fromarray(image).save(os.path.join(folder, f"{i:04d}.png"))
+    built = dict(size=size, train_per_class=train_per_class, test_per_class=test_per_class)
     with open(marker, "w") as f:
-        f.write(json.dumps(dict(size=size, train_per_class=train_per_class, test_per_class=test_per_class)))
-    return data
+        json.dump(built, f)
+    return data, built
 
 
 def load_folder(folder: str) -> tuple[np.ndarray, np.ndarray]:
@@ -183,21 +187,22 @@ def run(row: str, data: str, workdir: str, seed: int, extra: list[str]) -> dict:
     """One `selax.main` run of a row of `ROWS` (skipped when its metrics.json exists)."""
     method, flags, _ = ROWS[row]
     metrics_path = os.path.join(workdir, "metrics.json")
-    if not os.path.exists(metrics_path):
-        command = [
-            sys.executable, "-m", "selax.main", f"--config=configs/folder.py:{method}", f"--workdir={workdir}",
-            f"--config.dataset.train_dir={data}/train", f"--config.dataset.test_dir={data}/test",
-            f"--config.seed={seed}", "--export=", *flags, *extra,
-        ]  # fmt: skip
-        start, load_at_start = time.perf_counter(), os.getloadavg()
-        subprocess.run(command, check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if os.path.exists(metrics_path):
         with open(metrics_path) as f:
-            metrics = json.load(f)
-        metrics.update(command_seconds=time.perf_counter() - start, load_average_at_start=load_at_start)
-        with open(metrics_path, "w") as f:
-            json.dump(metrics, f)
+            return json.load(f)
+    command = [
+        sys.executable, "-m", "selax.main", f"--config=configs/folder.py:{method}", f"--workdir={workdir}",
+        f"--config.dataset.train_dir={data}/train", f"--config.dataset.test_dir={data}/test",
+        f"--config.seed={seed}", "--export=", *flags, *extra,
+    ]  # fmt: skip
+    start, load_at_start = time.perf_counter(), os.getloadavg()
+    subprocess.run(command, check=True, cwd=REPO)
     with open(metrics_path) as f:
-        return json.load(f)
+        metrics = json.load(f)
+    metrics.update(command_seconds=time.perf_counter() - start, load_average_at_start=load_at_start)
+    with open(metrics_path, "w") as f:
+        json.dump(metrics, f)
+    return metrics
 
 
 def main() -> None:
@@ -211,15 +216,13 @@ def main() -> None:
     parser.add_argument("--build_only", action="store_true")
     parser.add_argument("extra", nargs="*", help="more flags for every run, e.g. --config.num_epochs=10")
     args = parser.parse_args()
-    data = build(args.root, args.size, args.train_per_class, args.test_per_class, seed=0)
+    data, built = build(args.root, args.size, args.train_per_class, args.test_per_class, seed=0)
     os.makedirs(RESULTS, exist_ok=True)
     sample_sheet(data, os.path.join(RESULTS, "glyphs_samples.png"))
     if args.build_only:
         print(data)
         return
     seeds = [int(s) for s in args.seeds.split(",")]
-    with open(os.path.join(args.root, "data", "COMPLETE")) as f:
-        built = json.load(f)
     results_path = os.path.join(RESULTS, "glyphs.json")
     results = {"runs": {}}
     if os.path.exists(results_path):  # Rows run now replace their earlier values; the others stay.
