@@ -8,7 +8,9 @@ from them: the stored side (`config.dataset.image_size`, default: their median s
 else up to 256), the augmentation (`selax.data.augment.for_image_size`) and the encoder
 (`selax.models.encoder_for_image_size`: small_cnn up to 32 px, resnet18_cifar up to 64, resnet50); set
 `--config.model.encoder`, `--config.dataset.image_size` or any `--config.augment.*` to choose yourself.
-The run lasts `config.num_epochs` passes over the training images, so it scales with the folder.
+The run lasts `config.num_epochs` passes over the training images (at least the recipe's 600 or 2,000
+steps), so it scales with the folder; on a folder large enough to lengthen it, the recipe's warm-up,
+ramp-up and other step counts keep their share of the run (`selax.config_fields.scaled_schedule`).
 
 Folders (`--config.dataset.*`): `train_dir` (one subfolder per class), `test_dir` (optional: else a
 stratified `test_fraction` of train_dir, drawn by `split_seed`, is held out), `unlabeled_dir` (optional,

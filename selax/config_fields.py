@@ -7,6 +7,7 @@ left `None` means "the default": for `config.augment`, the dataset's recipe (its
 `selax.data.datasets.DATASETS`); for a method's section, what its `HParams` says.
 """
 
+import copy
 import importlib.util
 import os
 import types
@@ -110,7 +111,8 @@ def base(method: str) -> ml_collections.ConfigDict:
     config.augment = augment_overrides()
     config.batch = dict(unlabeled=256, labeled=40, eval=256)  # labeled=0: no labeled stream.
     config.num_steps = 600
-    # Set: the run lasts max(num_steps, ceil(num_epochs * training images / batch.unlabeled)) steps.
+    # Set: the run lasts max(num_steps, ceil(num_epochs * training images / batch.unlabeled)) steps; when
+    # that is longer, the schedule's step counts scale with it (`scaled_schedule`).
     config.num_epochs = placeholder(float)
     config.optimizer = dict(
         name="sgd",
@@ -173,16 +175,33 @@ def sibling(config_file: str, name: str) -> types.ModuleType:
     return module
 
 
-def _scaled_steps(steps: int, num_steps: int) -> int:
-    """A step count of the full run mapped into the smoke run's `SMOKE_STEPS`, proportionally."""
-    return min(SMOKE_STEPS - 1, round(steps * SMOKE_STEPS / max(num_steps, 1)))
+def scaled_schedule(config: ml_collections.ConfigDict, num_steps: int) -> ml_collections.ConfigDict:
+    """A copy of `config` for a run of `num_steps` steps whose schedule keeps its shape: every step count of
+    the schedule, written for a run of `config.num_steps` (the optimizer's `warmup_steps` and
+    `decay_boundaries`, and the method's `*_steps` fields: ramp-ups, warm-ups, frozen prototypes), takes
+    the same share of the new run, and stays below its end (a boundary at least step 1). Intervals of
+    logging, evaluation and checkpoints, and counts that are not shares of the run (a queue's start step,
+    which follows from its length and the batch), are kept."""
+    config = copy.deepcopy(config)
+    old_steps = max(config.num_steps, 1)
+
+    def scaled(steps: int) -> int:
+        return min(num_steps - 1, round(steps * num_steps / old_steps))
+
+    config.num_steps = num_steps
+    config.optimizer.warmup_steps = scaled(config.optimizer.warmup_steps)
+    config.optimizer.decay_boundaries = tuple(max(1, scaled(b)) for b in config.optimizer.decay_boundaries)
+    section = config[config.method]
+    for field, value in section.items():
+        if field.endswith("_steps") and isinstance(value, int) and value > 0:
+            section[field] = scaled(value)
+    return config
 
 
 def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The `:smoke` variant of any config: `SMOKE_STEPS` CPU steps on the embedded digits (an image folder:
     on its images at `SMOKE_IMAGE_SIZE` pixels) with a tiny member of its encoder family, keeping its method, optimizer and schedule shape, so that every shipped config
     is exercised end to end by the tests."""
-    num_steps = config.num_steps
     if config.dataset.name == IMAGE_FOLDER:  # The user's folders, at the digits' size.
         config.dataset.update(image_size=SMOKE_IMAGE_SIZE, labels_per_class=min(config.dataset.labels_per_class, 2))
     else:
@@ -200,17 +219,11 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.augment.num_local = None if num_local is None else min(num_local, 1)
     config.augment.local_size = 4  # Local crops of the 8x8 digits that the tiny ViT's 4-pixel patches tile.
     config.batch = dict(SMOKE_BATCH, labeled=SMOKE_BATCH["labeled"] if config.batch.labeled else 0)
-    config.num_steps, config.num_epochs = SMOKE_STEPS, None
-    config.optimizer.warmup_steps = _scaled_steps(config.optimizer.warmup_steps, num_steps)
-    config.optimizer.decay_boundaries = tuple(
-        max(1, _scaled_steps(b, num_steps)) for b in config.optimizer.decay_boundaries
-    )
+    config = scaled_schedule(config, SMOKE_STEPS)
+    config.num_epochs = None
     section = config[config.method]
     for field, value in get_method(config.method).smoke.items():
         section[field] = value(section[field]) if callable(value) else value
-    for field, value in section.items():  # Step counts of the method shrink with the run.
-        if field.endswith("_steps") and isinstance(value, int) and value > 0:
-            section[field] = _scaled_steps(value, num_steps)
     config.log_every_steps, config.eval_every_steps = 2, 4
     config.checkpoint = dict(every_steps=4, keep=2)
     config.pictures = False  # A 2-D map takes seconds; the tests that look at pictures ask for them.

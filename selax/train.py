@@ -24,6 +24,7 @@ from flax.training import train_state
 
 from selax import evaluate, pictures, sharding
 from selax.checkpoint import Checkpointer, load_pretrained
+from selax.config_fields import scaled_schedule
 from selax.data import augment, datasets, pipeline
 from selax.methods import get_method
 from selax.methods.base import CLASSIFICATION, Method, RunInfo, StepInputs
@@ -261,7 +262,6 @@ class Experiment:
     def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
         self.method = method = get_method(config.method)
         validate_config(config, method, mesh.size)
-        self.config, self.mesh = config, mesh
         # XLA:CPU runs each device's part of a sharded program on one shared pool of worker threads, and a
         # part waiting at a collective holds its thread: two sharded programs in flight at once can hold
         # every thread on a few cores and deadlock (seen with 2 CPU devices on 2 cores). On a CPU mesh of
@@ -272,9 +272,15 @@ class Experiment:
         splits = datasets.open_splits(config.dataset.name, config.dataset, config.dataset.data_dir)
         self.train, self.labeled, self.test = splits.train, splits.labeled, splits.test
         self.class_names = splits.class_names
-        self.num_steps = config.num_steps
         if config.num_epochs is not None:  # At least num_steps, and at least num_epochs passes.
-            self.num_steps = max(self.num_steps, math.ceil(config.num_epochs * self.train.size / config.batch.unlabeled))
+            epoch_steps = math.ceil(config.num_epochs * self.train.size / config.batch.unlabeled)
+            if epoch_steps > config.num_steps:  # A longer run: its schedule keeps its shape.
+                logging.info(
+                    "%g epochs of %d images: %d steps, the schedule's step counts scaled from a %d-step run.",
+                    config.num_epochs, self.train.size, epoch_steps, config.num_steps,
+                )
+                config = scaled_schedule(config, epoch_steps)
+        self.config, self.mesh, self.num_steps = config, mesh, config.num_steps
         info = RunInfo(self.train.num_classes, self.train.size, self.num_steps, config.seed)
         self.hp = hp = method.hparams_from_config(config.method, config[config.method], info)
         self.unlabeled_stream, self.labeled_stream = pipeline.semi_supervised_streams(

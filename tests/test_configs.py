@@ -173,3 +173,35 @@ def test_a_class_prior_is_set_from_the_command_line_as_masses_or_estimate():
         config_flags.DEFINE_config_file("config", None, flag_values=flag_values, sys_argv=argv)
         flag_values(argv)
         assert flag_values.config.suave.prototype_marginals == expected
+
+
+def test_a_schedule_scaled_to_another_run_length_keeps_each_step_count_s_share_of_the_run():
+    from selax.config_fields import scaled_schedule
+
+    config = load_config("daino_default", None)
+    config.optimizer.decay_boundaries = (300, 500)
+    longer = scaled_schedule(config, 3 * config.num_steps)
+    assert longer.num_steps == 1800
+    assert (longer.optimizer.warmup_steps, longer.optimizer.decay_boundaries) == (300, (900, 1500))
+    assert (longer.daino.unlabeled_rampup_steps, longer.daino.teacher_temperature_warmup_steps) == (600, 900)
+    assert (longer.eval_every_steps, longer.checkpoint.every_steps) == (config.eval_every_steps, 300)
+    assert (config.num_steps, config.daino.unlabeled_rampup_steps) == (600, 200)  # The input is not changed.
+    with pytest.raises(TypeError):  # The copy keeps the fields' types.
+        longer.dataset.image_size = "large"
+    shorter = scaled_schedule(config, 3)  # Every count stays inside the run; a boundary after step 0.
+    assert (shorter.optimizer.warmup_steps, shorter.optimizer.decay_boundaries) == (0, (2, 2))
+    assert shorter.daino.teacher_temperature_warmup_steps == 2
+    swav = load_config("imagenet_10pct", None)  # A queue's start follows from its length, not the run's.
+    assert scaled_schedule(swav, 2 * swav.num_steps).suave.queue_start_step == swav.suave.queue_start_step
+
+
+@pytest.mark.parametrize("num_epochs, num_steps, rampup_steps", [(0.1, 6, 2), (1.0, 20, 7)])
+def test_a_run_lengthened_by_num_epochs_stretches_its_schedule(num_epochs, num_steps, rampup_steps):
+    from selax import sharding
+
+    config = load_config("daino_default", "smoke")  # 6 steps, the ramp-up over 2 of them.
+    config.num_epochs = num_epochs  # 1,257 train images at 64 per step: 2 or 20 steps.
+    experiment = train.Experiment(config, sharding.data_mesh())
+    assert (experiment.num_steps, experiment.config.num_steps) == (num_steps, num_steps)
+    assert experiment.hp.unlabeled_rampup_steps == rampup_steps
+    assert experiment.hp.num_steps == num_steps  # The teacher's momentum schedule spans the run.
