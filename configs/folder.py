@@ -5,7 +5,7 @@
 The argument names the method (`suave`, the default; `daino`, `sela`, `swav`, `dino`) and starts from its
 digits recipe (`configs/default.py`, `daino_default.py`, ...), with what depends on the images chosen
 from them: the stored side (`config.dataset.image_size`, default: their median shorter side up to 64 px,
-else up to 256), the augmentation (`selax.data.augment.for_image_size`) and the encoder
+else up to 256; with no accelerator, up to 32), the augmentation (`selax.data.augment.for_image_size`) and the encoder
 (`selax.models.encoder_for_image_size`: small_cnn up to 32 px, resnet18_cifar up to 64, resnet50); set
 `--config.model.encoder`, `--config.dataset.image_size` or any `--config.augment.*` to choose yourself.
 The run lasts `config.num_epochs` passes over the training images (at least the recipe's 600 or 2,000

@@ -6,6 +6,7 @@ The config is read here, at the edge; everything it calls is pure functions of a
 
 import concurrent.futures
 import contextlib
+import copy
 import functools
 import json
 import math
@@ -28,6 +29,7 @@ from selax.config_fields import scaled_schedule
 from selax.data import augment, datasets, pipeline
 from selax.methods import get_method
 from selax.methods.base import CLASSIFICATION, Method, RunInfo, StepInputs
+from selax.models import encoder_for_image_size
 from selax.models.network import network_from_config
 from selax.optimizers import optimizer_from_config
 from selax.reporting import Reporter
@@ -225,6 +227,26 @@ def validate_config(config: ml_collections.ConfigDict, method: Method, num_devic
         )
 
 
+def config_for_data(config: ml_collections.ConfigDict, num_train: int, image_size: int) -> ml_collections.ConfigDict:
+    """A copy of `config` with what the training split (`num_train` images of side `image_size`) decides
+    written in, so that the run's `config.json` rebuilds the same run (a resume, `selax.export`, on
+    another host): the stored side and its encoder where unset, and, when `num_epochs` passes take more
+    than `num_steps` steps, that many steps with the schedule scaled to them (`scaled_schedule`)."""
+    config = copy.deepcopy(config)
+    config.dataset.image_size = config.dataset.image_size or image_size
+    config.model.encoder = config.model.encoder or encoder_for_image_size(image_size)
+    if config.num_epochs is None:
+        return config
+    epoch_steps = math.ceil(config.num_epochs * num_train / config.batch.unlabeled)
+    if epoch_steps <= config.num_steps:
+        return config
+    logging.info(
+        "%g epochs of %d images: %d steps, the schedule's step counts scaled from a %d-step run.",
+        config.num_epochs, num_train, epoch_steps, config.num_steps,
+    )
+    return scaled_schedule(config, epoch_steps)
+
+
 class _RunPredictions:
     """`evaluate.RunPredictions` of one state: each split predicted once, on first use."""
 
@@ -272,14 +294,7 @@ class Experiment:
         splits = datasets.open_splits(config.dataset.name, config.dataset, config.dataset.data_dir)
         self.train, self.labeled, self.test = splits.train, splits.labeled, splits.test
         self.class_names = splits.class_names
-        if config.num_epochs is not None:  # At least num_steps, and at least num_epochs passes.
-            epoch_steps = math.ceil(config.num_epochs * self.train.size / config.batch.unlabeled)
-            if epoch_steps > config.num_steps:  # A longer run: its schedule keeps its shape.
-                logging.info(
-                    "%g epochs of %d images: %d steps, the schedule's step counts scaled from a %d-step run.",
-                    config.num_epochs, self.train.size, epoch_steps, config.num_steps,
-                )
-                config = scaled_schedule(config, epoch_steps)
+        config = config_for_data(config, self.train.size, self.train.image_shape[0])
         self.config, self.mesh, self.num_steps = config, mesh, config.num_steps
         info = RunInfo(self.train.num_classes, self.train.size, self.num_steps, config.seed)
         self.hp = hp = method.hparams_from_config(config.method, config[config.method], info)

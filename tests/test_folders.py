@@ -87,8 +87,24 @@ def test_image_size_recipe_and_channels_come_from_the_images(image_folders, tmp_
     np.testing.assert_allclose(grey.augment.multi_crop.mean, [128 / 255], atol=0.03)
 
 
+def test_larger_images_are_stored_at_the_small_cnn_s_size_on_a_cpu_host_saying_how_to_keep_theirs(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+        for index in range(4):
+            pixels = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)  # Shorter side 40 px.
+            Image.fromarray(pixels).save(tmp_path / "train" / name / f"{index}.png")
+    with caplog.at_level("WARNING"):
+        splits = _open(tmp_path / "data", train_dir=str(tmp_path / "train"))
+    assert splits.train.image_shape == (folders.CPU_IMAGE_SIZE, folders.CPU_IMAGE_SIZE, 3)
+    assert "median shorter side is 40 px" in caplog.text and "--config.dataset.image_size=40" in caplog.text
+    assert _open(tmp_path / "data", train_dir=str(tmp_path / "train"), image_size=40).train.image_shape == (40, 40, 3)
+
+
 def test_defaults_by_image_size():
-    assert [folders.default_image_size(s) for s in (5, 28, 64, 100, 500)] == [8, 28, 64, 96, 256]
+    sides = (5, 28, 64, 100, 500)
+    assert [folders.default_image_size(s, accelerator=True) for s in sides] == [8, 28, 64, 96, 256]
+    assert [folders.default_image_size(s, accelerator=False) for s in sides] == [8, 28, 32, 32, 32]
     small, large = augment.for_image_size(28, 1, (0.5,), (0.2,)), augment.for_image_size(256, 3, (0.5,) * 3, (0.2,) * 3)
     assert small.multi_crop.local_view.size == 16 and small.light.pad == 3 and small.eval.crop is None
     assert large.multi_crop.global_views[0].size == 224 and large.multi_crop.local_view.size == 96

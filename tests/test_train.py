@@ -349,3 +349,19 @@ def test_predict_split_fetches_each_batch_before_dispatching_the_next(monkeypatc
     np.testing.assert_array_equal(outputs["embedding"], 3.0 * images)
     assert list(outputs) == ["embedding"]
     assert events == ["dispatch", "fetch"] * 3  # 5 devices' worth of rows in batches of 2 per device.
+
+
+def test_what_the_data_decides_is_written_into_the_run_s_config():
+    from selax.config_fields import sibling
+
+    config = sibling(os.path.join(REPO, "configs", "x.py"), "folder").get_config("daino")
+    assert config.dataset.image_size is None and config.model.encoder is None
+    for num_train, image_size, encoder, num_steps in ((1_000, 13, "small_cnn", 600), (25_600, 48, "resnet18_cifar", 3000)):
+        resolved = train.config_for_data(config, num_train, image_size)  # 30 epochs of 256-image batches.
+        assert (resolved.dataset.image_size, resolved.model.encoder) == (image_size, encoder)
+        assert resolved.num_steps == num_steps
+        assert resolved.daino.unlabeled_rampup_steps == round(200 * num_steps / 600)
+    assert config.dataset.image_size is None and config.num_steps == 600  # The input is not changed.
+    config.dataset.image_size, config.model.encoder = 20, "resnet18_cifar"  # What is set stays.
+    resolved = train.config_for_data(config, 1_000, 13)
+    assert (resolved.dataset.image_size, resolved.model.encoder) == (20, "resnet18_cifar")

@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
@@ -423,7 +424,17 @@ def _folder_splits(name: str, fields: Mapping[str, Any], data_dir: str | None) -
     folder = folders.ImageFolder(fields["train_dir"], fields.get("test_dir"), fields.get("unlabeled_dir"))
     index = folders.build(folder, _data_dir(data_dir))
     folders.report_skipped(index, strict=fields["strict_images"])
-    image_size = fields.get("image_size") or folders.default_image_size(index.median_short_side)
+    image_size = fields.get("image_size")
+    if not image_size:
+        accelerator = jax.default_backend() != "cpu"
+        image_size = folders.default_image_size(index.median_short_side, accelerator)
+        if image_size < index.median_short_side and not accelerator:
+            logging.warning(
+                "The images' median shorter side is %d px; with no accelerator they are stored at %d px, so"
+                " that the run takes minutes on this CPU. For their own size (slow here: a ResNet), set"
+                " --config.dataset.image_size=%d.",
+                index.median_short_side, image_size, folders.default_image_size(index.median_short_side, True),
+            )
     channels = 1 if index.grey else 3
     parts = folders.split_readers(index, image_size, channels)
     if "test" in parts:

@@ -34,6 +34,9 @@ from selax.data import augment, readers
 IN_MEMORY_BYTES = 2 * 2**30  # Decoded images up to this size are held in memory.
 INDEX_FILE = "selax_index.json"
 LARGE_IMAGE_SIZE = 256  # Larger images are stored at up to this size (crops of 7/8 of it are trained).
+# With no accelerator, images are stored at up to this size: the small CNN's, minutes on a laptop where a
+# ResNet on larger images would take hours.
+CPU_IMAGE_SIZE = 32
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 _SKIPPED_SHOWN = 5
 
@@ -307,10 +310,12 @@ def report_skipped(index: FolderIndex, strict: bool) -> None:
 # Reading
 
 
-def default_image_size(median_short_side: int) -> int:
-    """The side images are stored at when `config.dataset.image_size` is not set: small images (median
-    shorter side <= `augment.SMALL_IMAGE_MAX`) at their own size, larger ones at up to `LARGE_IMAGE_SIZE`, a
-    multiple of 8."""
+def default_image_size(median_short_side: int, accelerator: bool) -> int:
+    """The side images are stored at when `config.dataset.image_size` is not set. With an `accelerator`:
+    small images (median shorter side <= `augment.SMALL_IMAGE_MAX`) at their own size, larger ones at up
+    to `LARGE_IMAGE_SIZE`, a multiple of 8. Without: at their own size up to `CPU_IMAGE_SIZE`."""
+    if not accelerator:
+        return max(min(median_short_side, CPU_IMAGE_SIZE), 8)
     if median_short_side <= augment.SMALL_IMAGE_MAX:
         return max(median_short_side, 8)
     return min(LARGE_IMAGE_SIZE, median_short_side) // 8 * 8
