@@ -59,6 +59,7 @@ PRIOR_PLOT = os.path.join(REPO, "experiments", "results", "estimated_prior.png")
 RESULTS = os.path.join(REPO, "experiments", "results", "digits_studies.json")
 HEAD_CLASSES = (0, 1, 2, 3, 4)
 NOVEL_CLASSES = (8, 9)
+RELAXATIONS = (0.02, 0.05, 0.2)  # `suave.prototype_relaxation` of the `prior` study's relaxed rows.
 
 
 STUDY_CONFIGS = {
@@ -97,6 +98,9 @@ def variants(study: str) -> dict[str, dict]:
             rows["estimated_prior"] = {**longtail, prior_field: "estimate"}
             rows["balanced_equipartition"] = {}
             rows["balanced_estimated_prior"] = {prior_field: "estimate"}
+            for tau in RELAXATIONS:  # Equipartition as a penalty, not a constraint.
+                rows[f"relaxed_{tau}"] = {**longtail, "suave.prototype_relaxation": tau}
+                rows[f"balanced_relaxed_{tau}"] = {"suave.prototype_relaxation": tau}
         return rows
     if study == "sela_views":
         return {views: {"sela.label_views": views} for views in ("augmented", "clean")}
@@ -107,6 +111,8 @@ def variants(study: str) -> dict[str, dict]:
     free_share = len(NOVEL_CLASSES) / 10 / (12 - 10 + len(NOVEL_CLASSES))
     marginals = tuple(0.1 if c < 10 - len(NOVEL_CLASSES) else free_share for c in range(12))
     rows["12_prototypes_prior"] = {**rows["12_prototypes"], "suave.prototype_marginals": marginals}
+    for tau in RELAXATIONS:  # A labeled prototype may hold more than its tenth.
+        rows[f"10_prototypes_relaxed_{tau}"] = {**rows["10_prototypes"], "suave.prototype_relaxation": tau}
     return rows
 
 

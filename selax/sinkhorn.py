@@ -13,7 +13,10 @@ find the entropic transport plan
     Q_ij = exp((S_ij + f_i + g_j) / epsilon),   sum_j Q_ij = a_i,   sum_i Q_ij = b_j,
 
 with potentials ``f`` ``[N]`` and ``g`` ``[K]``. By default ``a`` and ``b`` are uniform with total
-mass 1 (``a = 1/N``, ``b = 1/K``: equipartition of the samples over the prototypes).
+mass 1 (``a = 1/N``, ``b = 1/K``: equipartition of the samples over the prototypes). With
+``prototype_relaxation=tau`` (``sinkhorn`` only) the columns are not held to ``b`` but pulled towards
+it by ``tau * KL(sum_i Q_ij || b_j)`` (unbalanced transport): each column update is the exact one
+scaled by ``tau / (tau + epsilon)``.
 
 - SwAV / Suave: ``S`` = cosine similarities, ``epsilon = 0.05``, exactly 3 iterations:
   ``sinkhorn(scores, 0.05, num_iters=3)``.
@@ -245,6 +248,7 @@ class _Scalings(NamedTuple):
     """Solver state besides the kernel exp((S + f + g) / eps): the plan is diag(u) kernel diag(v)."""
 
     f: jax.Array  # [N] row potential absorbed into the kernel
+    g: jax.Array  # [K] column potential absorbed into the kernel
     u: jax.Array  # [N] row scaling on top of the kernel
     v: jax.Array  # [K] column scaling
     column_sums_u: jax.Array  # [K] kernel^T u, i.e. column sums of the plan divided by v
@@ -253,10 +257,35 @@ class _Scalings(NamedTuple):
     in_range: jax.Array  # bool scalar, False once an exp-domain step left the safe range
 
 
-def _log_domain_iteration(scores, epsilon, a, b, f, num_iters) -> tuple[jax.Array, _Scalings]:
+def _column_weight(epsilon, relaxation) -> jax.Array | None:
+    """The exponent ``tau / (tau + epsilon)`` of a relaxed column update (None: exact columns)."""
+    return None if relaxation is None else relaxation / (relaxation + epsilon)
+
+
+def _column_scaling(b, column_sums_u, g, epsilon, weight) -> jax.Array:
+    """The column scaling ``v`` [K] that a column update sets, given the kernel's column sums under
+    the row scaling (``kernel^T u``) and the column potential ``g`` the kernel holds: ``b / kernel^T
+    u`` (columns summing to ``b``), or relaxed (``weight`` = tau / (tau + eps), KL penalty tau):
+    ``(b / kernel^T u)**weight * exp((weight - 1) g / eps)``, the scaling of the total potential
+    ``weight * eps * (log b - logsumexp_i (S_ij + f_i) / eps)``."""
+    if weight is None:
+        return b / column_sums_u
+    return jnp.exp(weight * jnp.log(b / column_sums_u) + (weight - 1.0) * g / epsilon)
+
+
+def _column_error(column_sums, column_sums_u, b, g, epsilon, weight) -> jax.Array:
+    """``sum_j |column sums - what a column update would make them|``: the distance to ``b`` for exact
+    columns; for relaxed ones, the change the next column update makes (0 at the fixed point)."""
+    target = b if weight is None else _column_scaling(b, column_sums_u, g, epsilon, weight) * column_sums_u
+    return jnp.sum(jnp.abs(column_sums - target))
+
+
+def _log_domain_iteration(scores, epsilon, a, b, f, num_iters, weight) -> tuple[jax.Array, _Scalings]:
     """One iteration in the log domain from row potential f; returns the kernel [N, K] formed
     with the new potentials (u = v = 1) and the scalings."""
     g = epsilon * (jnp.log(b) - jax.nn.logsumexp((scores + f[:, None]) / epsilon, axis=0))
+    if weight is not None:
+        g = weight * g
     exponents = (scores + g[None, :]) / epsilon
     row_max = jnp.max(exponents, axis=1)
     shifted = jnp.exp(exponents - row_max[:, None])
@@ -266,11 +295,12 @@ def _log_domain_iteration(scores, epsilon, a, b, f, num_iters) -> tuple[jax.Arra
     column_sums = jnp.sum(kernel, axis=0)
     scalings = _Scalings(
         f=f,
+        g=g,
         u=jnp.ones_like(a),
         v=jnp.ones_like(b),
         column_sums_u=column_sums,
         num_iters=num_iters + 1,
-        error=jnp.sum(jnp.abs(column_sums - b)),
+        error=_column_error(column_sums, column_sums, b, g, epsilon, weight),
         in_range=jnp.array(True),
     )
     return kernel, scalings
@@ -286,6 +316,7 @@ def _initial_state(scores, epsilon, a, b) -> tuple[jax.Array, _Scalings]:
     kernel = jnp.exp((scores + g[None, :]) / epsilon)
     scalings = _Scalings(
         f=jnp.zeros_like(a),
+        g=g,
         u=jnp.ones_like(a),
         v=jnp.ones_like(b),
         column_sums_u=jnp.sum(kernel, axis=0),
@@ -308,7 +339,7 @@ def _done(scalings: _Scalings, tol, max_iters: int) -> jax.Array:
     return reached_cap | (scalings.error < tol)
 
 
-def _scaling_iterations(kernel, scalings: _Scalings, a, b, tol, max_iters: int) -> _Scalings:
+def _scaling_iterations(kernel, scalings: _Scalings, a, b, tol, max_iters: int, epsilon, weight) -> _Scalings:
     """Exp-domain iterations on a fixed kernel (two matrix-vector products each) until done or
     until a step would leave the safe range; that step is not taken."""
 
@@ -316,7 +347,7 @@ def _scaling_iterations(kernel, scalings: _Scalings, a, b, tol, max_iters: int) 
         return scalings.in_range & ~_done(scalings, tol, max_iters)
 
     def body(scalings):
-        v = b / scalings.column_sums_u
+        v = _column_scaling(b, scalings.column_sums_u, scalings.g, epsilon, weight)
         u = a / jnp.dot(kernel, v, precision=_HIGHEST)
         column_sums_u = jnp.dot(u, kernel, precision=_HIGHEST)
         in_range = _in_safe_range(u) & _in_safe_range(v)
@@ -325,7 +356,7 @@ def _scaling_iterations(kernel, scalings: _Scalings, a, b, tol, max_iters: int) 
             v=v,
             column_sums_u=column_sums_u,
             num_iters=scalings.num_iters + 1,
-            error=jnp.sum(jnp.abs(v * column_sums_u - b)),
+            error=_column_error(v * column_sums_u, column_sums_u, b, scalings.g, epsilon, weight),
         )
         rejected = scalings._replace(in_range=in_range)
         return jax.tree.map(lambda new, old: jnp.where(in_range, new, old), stepped, rejected)
@@ -340,6 +371,7 @@ def _sinkhorn_dense(
     tol,
     sample_marginals,
     prototype_marginals,
+    prototype_relaxation,
     *,
     max_iters,
     use_tol,
@@ -352,15 +384,16 @@ def _sinkhorn_dense(
     num_samples, num_prototypes = scores.shape
     a, b, total = _marginals(num_samples, num_prototypes, sample_marginals, prototype_marginals)
 
+    weight = _column_weight(epsilon, prototype_relaxation)
     kernel, scalings = _initial_state(scores, epsilon, a, b)
-    scalings = _scaling_iterations(kernel, scalings, a, b, tol, max_iters)
+    scalings = _scaling_iterations(kernel, scalings, a, b, tol, max_iters, epsilon, weight)
 
     def restart_in_log_domain(carry):
         """Absorbs u into f, redoes the rejected step in the log domain, then resumes scaling."""
         _, scalings = carry
         absorbed_f = scalings.f + epsilon * jnp.log(scalings.u)
-        kernel, scalings = _log_domain_iteration(scores, epsilon, a, b, absorbed_f, scalings.num_iters)
-        return kernel, _scaling_iterations(kernel, scalings, a, b, tol, max_iters)
+        kernel, scalings = _log_domain_iteration(scores, epsilon, a, b, absorbed_f, scalings.num_iters, weight)
+        return kernel, _scaling_iterations(kernel, scalings, a, b, tol, max_iters, epsilon, weight)
 
     kernel, scalings = jax.lax.while_loop(
         lambda carry: ~_done(carry[1], tol, max_iters), restart_in_log_domain, (kernel, scalings)
@@ -368,6 +401,8 @@ def _sinkhorn_dense(
 
     valid = _valid_parameters(epsilon, sample_marginals, prototype_marginals)
     valid &= jnp.all(jnp.isfinite(scores))
+    if prototype_relaxation is not None:
+        valid &= jnp.isfinite(prototype_relaxation) & (prototype_relaxation > 0)
     if return_plan:
         result = kernel * (total * scalings.u)[:, None] * scalings.v[None, :]
     else:
@@ -389,6 +424,7 @@ def sinkhorn(
     max_iters: int | None = None,
     sample_marginals: jax.Array | None = None,
     prototype_marginals: jax.Array | None = None,
+    prototype_relaxation: float | jax.Array | None = None,
     return_plan: bool = False,
     return_info: bool = False,
 ):
@@ -406,6 +442,12 @@ def sinkhorn(
       prototype_marginals: ``[K]`` positive masses ``b`` (default uniform: equipartition).
         When both are given, their totals must agree; when one is given, the other default is
         uniform with the same total.
+      prototype_relaxation: if set, ``tau > 0``: the column sums are pulled towards ``b`` by a
+        penalty ``tau * KL(column sums || b)`` instead of being held to it (unbalanced transport;
+        the rows still sum to ``a``). Each column update then scales the column potential by
+        ``tau / (tau + epsilon)``: large ``tau`` approaches the exact constraint, small ``tau`` lets
+        the scores set the cluster sizes. ``marginal_error`` is then the change in the column sums
+        that one more column update would make (0 at the solution).
       return_plan: return the plan ``Q`` (rows sum to ``a``, columns to ``b``) instead of the
         per-sample assignment ``Q_ij / a_i`` (rows sum to 1).
       return_info: also return a :class:`SinkhornInfo`.
@@ -425,6 +467,11 @@ def sinkhorn(
     scores = jnp.asarray(scores)  # one copy for NumPy input, none for a jax.Array
     sample_marginals, prototype_marginals = _as_marginal(sample_marginals), _as_marginal(prototype_marginals)
     _validate(scores, epsilon, num_iters, tol, max_iters, sample_marginals, prototype_marginals)
+    if _is_concrete(prototype_relaxation) and not 0 < float(prototype_relaxation) < np.inf:
+        raise ValueError(
+            f"prototype_relaxation must be > 0 and finite (the weight of the column marginal's KL"
+            f" penalty), got {float(prototype_relaxation)}; or None for exact columns."
+        )
     use_tol = tol is not None
     return _sinkhorn_dense(
         scores,
@@ -432,6 +479,7 @@ def sinkhorn(
         tol if use_tol else 0.0,
         sample_marginals,
         prototype_marginals,
+        prototype_relaxation,
         max_iters=max_iters if use_tol else num_iters,
         use_tol=use_tol,
         return_plan=return_plan,

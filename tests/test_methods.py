@@ -13,6 +13,7 @@ import pytest
 from selax import sharding, train
 from selax.methods import daino, dino, sela, suave, swav
 from selax.methods.base import RunInfo
+from test_sinkhorn import reference_assignment
 from selax.methods.common import updated_prior
 
 from conftest import loss_of
@@ -504,6 +505,29 @@ def test_suave_targets_follow_the_prototype_prior():
         suave.HParams(num_prototypes=4, sinkhorn_iters=300), jnp.asarray(scores), None, jnp.array(False), jnp.asarray(prior)
     )
     np.testing.assert_allclose(np.asarray(converged).mean(axis=0), prior, atol=1e-3)
+
+
+def test_relaxed_suave_targets_let_the_scores_move_the_class_masses():
+    """`prototype_relaxation=tau`: Suave's targets are the unbalanced Sinkhorn's (columns pulled to the
+    masses by a KL penalty tau): against a float64 log-domain reference, and a batch that leans to one
+    prototype gives it more than its mass, the more so the smaller tau."""
+    rng = np.random.default_rng(7)
+    centres = np.eye(4, 6)
+    classes = rng.choice(4, size=64, p=(0.55, 0.25, 0.12, 0.08))
+    embeddings = centres[classes] + 0.3 * rng.normal(size=(64, 6))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    scores = (embeddings @ centres.T).astype(np.float32)
+    shares = {}
+    for tau in (0.02, 0.2, None):
+        hp = hparams_of(suave, "suave", num_prototypes=4, prototype_relaxation=tau, sinkhorn_iters=3)
+        targets = np.asarray(swav.assignments(hp, jnp.asarray(scores), None, jnp.array(False), None))
+        expected = reference_assignment(scores, hp.sinkhorn_epsilon, 3, relaxation=tau)
+        np.testing.assert_allclose(targets, expected, atol=2e-5)
+        shares[tau] = targets.mean(axis=0)[0]
+    assert shares[0.02] > shares[0.2] > shares[None]
+    assert abs(shares[0.02] - np.mean(classes == 0)) < 0.02  # Near the batch's own share of class 0.
+    with pytest.raises(ValueError, match=r"config\.suave\.prototype_relaxation=0\.0 must be a number > 0"):
+        hparams_of(suave, "suave", num_prototypes=4, prototype_relaxation=0.0)
 
 
 def test_sela_loss_is_the_mean_cross_entropy_of_the_pseudo_labels():

@@ -18,10 +18,15 @@ def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
     return np.squeeze(peak, axis) + np.log(np.sum(np.exp(x - peak), axis=axis))
 
 
-def reference_sinkhorn(scores, epsilon, num_iters, sample_marginals=None, prototype_marginals=None, tol=None):
-    """Float64 log-domain Sinkhorn: column update then row update, starting from f = g = 0.
+def reference_sinkhorn(
+    scores, epsilon, num_iters, sample_marginals=None, prototype_marginals=None, tol=None, relaxation=None
+):
+    """Float64 log-domain Sinkhorn: column update then row update, starting from f = g = 0. With
+    `relaxation` tau, the column update of unbalanced transport (KL penalty tau on the column sums):
+    g = tau / (tau + eps) * (the exact update).
 
-    Returns (plan normalized to total mass 1, iterations run, column L1 errors after each).
+    Returns (plan normalized to total mass 1, iterations run, column L1 errors after each: to b, or
+    relaxed, to the column sums the next column update would give).
     """
     scores = np.asarray(scores, np.float64)
     num_samples, num_prototypes = scores.shape
@@ -29,19 +34,27 @@ def reference_sinkhorn(scores, epsilon, num_iters, sample_marginals=None, protot
     b = np.ones(num_prototypes) if prototype_marginals is None else np.asarray(prototype_marginals, float)
     a, b = a / a.sum(), b / b.sum()
     f, g = np.zeros(num_samples), np.zeros(num_prototypes)
+    weight = 1.0 if relaxation is None else relaxation / (relaxation + epsilon)
+
+    def column_update(f):
+        return weight * epsilon * (np.log(b) - _logsumexp((scores + f[:, None]) / epsilon, axis=0))
+
     errors = []
     for _ in range(num_iters):
-        g = epsilon * (np.log(b) - _logsumexp((scores + f[:, None]) / epsilon, axis=0))
+        g = column_update(f)
         f = epsilon * (np.log(a) - _logsumexp((scores + g[None, :]) / epsilon, axis=1))
         plan = np.exp((scores + f[:, None] + g[None, :]) / epsilon)
-        errors.append(np.abs(plan.sum(axis=0) - b).sum())
+        target = b if relaxation is None else np.exp((scores + f[:, None] + column_update(f)[None, :]) / epsilon).sum(0)
+        errors.append(np.abs(plan.sum(axis=0) - target).sum())
         if tol is not None and errors[-1] < tol:
             break
     return plan, len(errors), errors
 
 
-def reference_assignment(scores, epsilon, num_iters, sample_marginals=None, prototype_marginals=None):
-    plan, _, _ = reference_sinkhorn(scores, epsilon, num_iters, sample_marginals, prototype_marginals)
+def reference_assignment(scores, epsilon, num_iters, sample_marginals=None, prototype_marginals=None, relaxation=None):
+    plan, _, _ = reference_sinkhorn(
+        scores, epsilon, num_iters, sample_marginals, prototype_marginals, relaxation=relaxation
+    )
     return plan / plan.sum(axis=1, keepdims=True)
 
 
@@ -169,6 +182,59 @@ def test_extreme_inputs_stay_finite_and_match_reference(name, scores, epsilon, n
         assert not np.all(np.isfinite(naive)) or np.max(np.abs(naive - ref)) > 0.5
 
 
+def long_tailed_scores(seed, num_samples=200, num_prototypes=8):
+    """Cosine scores of samples drawn around prototypes with class frequencies falling 10x from the first
+    to the last (the sizes a relaxed column marginal can follow)."""
+    rng = np.random.default_rng(seed)
+    prototypes = rng.normal(size=(num_prototypes, 16))
+    prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True)
+    frequencies = 10.0 ** -np.linspace(0, 1, num_prototypes)
+    classes = rng.choice(num_prototypes, num_samples, p=frequencies / frequencies.sum())
+    z = prototypes[classes] + 0.5 * rng.normal(size=(num_samples, 16)) / 4
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    return (z @ prototypes.T).astype(np.float32), np.bincount(classes, minlength=num_prototypes) / num_samples
+
+
+@pytest.mark.parametrize("num_iters", [3, 40])
+@pytest.mark.parametrize("relaxation", [0.02, 0.5])
+@pytest.mark.parametrize("marginals", [None, random_marginals(70, 8, 1.0)])
+def test_relaxed_columns_match_reference(num_iters, relaxation, marginals):
+    scores, _ = long_tailed_scores(71)
+    q = np.asarray(sinkhorn(scores, 0.05, num_iters=num_iters, prototype_marginals=marginals, prototype_relaxation=relaxation))
+    ref = reference_assignment(scores, 0.05, num_iters, prototype_marginals=marginals, relaxation=relaxation)
+    np.testing.assert_allclose(q.sum(axis=1), 1.0, atol=1e-5)  # Every sample's assignment sums to 1.
+    np.testing.assert_allclose(q, ref, atol=2e-5)
+
+
+def test_relaxed_columns_converge_between_the_exact_marginal_and_the_scores_own_sizes():
+    scores, frequencies = long_tailed_scores(72)
+    exact = np.asarray(sinkhorn(scores, 0.05, tol=1e-5, max_iters=2000, return_plan=True))
+    np.testing.assert_allclose(exact.sum(0), 1 / 8, atol=1e-5)
+    distances = []
+    for relaxation in (0.005, 0.05, 0.5, 1e6):
+        plan, info = sinkhorn(
+            scores, 0.05, tol=1e-5, max_iters=2000, prototype_relaxation=relaxation, return_plan=True, return_info=True
+        )
+        _, iters, errors = reference_sinkhorn(scores, 0.05, 2000, tol=1e-5, relaxation=relaxation)
+        assert bool(info.converged) and float(info.marginal_error) < 1e-5
+        assert abs(int(info.num_iters_run) - iters) <= 2
+        np.testing.assert_allclose(np.sum(plan), 1.0, atol=1e-5)
+        distances.append(np.abs(np.asarray(plan).sum(0) - 1 / 8).sum())
+    # A weaker penalty leaves the column sums further from b, nearer the data's class frequencies.
+    assert distances[0] > distances[1] > distances[2] > distances[3] and distances[3] < 1e-4
+    loose = np.asarray(sinkhorn(scores, 0.05, tol=1e-5, max_iters=2000, prototype_relaxation=0.005, return_plan=True))
+    assert np.abs(loose.sum(0) - frequencies).sum() < np.abs(exact.sum(0) - frequencies).sum() / 2
+
+
+@pytest.mark.parametrize("relaxation", [0.0, -1.0, np.inf, np.nan])
+def test_bad_relaxation_raises_and_traced_one_gives_nan(relaxation):
+    scores = cosine_scores(73, 16, 4)
+    with pytest.raises(ValueError, match="prototype_relaxation must be > 0 and finite"):
+        sinkhorn(scores, 0.05, prototype_relaxation=relaxation)
+    q, info = jax.jit(lambda s, r: sinkhorn(s, 0.05, prototype_relaxation=r, return_info=True))(scores, relaxation)
+    assert np.all(np.isnan(q)) and not bool(info.converged)
+
+
 def test_jit_with_traced_epsilon_and_tolerance_equals_eager():
     scores = jnp.asarray(cosine_scores(12))
     fn = jax.jit(lambda s, eps, tol: sinkhorn(s, eps, tol=tol, max_iters=500, return_info=True))
@@ -189,7 +255,7 @@ def test_vmap_over_heads_equals_per_head():
         assert int(info.num_iters_run[h]) == int(info_h.num_iters_run)
 
 
-@pytest.mark.parametrize("mode", [dict(num_iters=3), dict(num_iters=25)])
+@pytest.mark.parametrize("mode", [dict(num_iters=3), dict(num_iters=25), dict(num_iters=3, prototype_relaxation=0.1)])
 def test_sharded_along_samples_equals_unsharded(mode):
     assert jax.device_count() == 8
     mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))

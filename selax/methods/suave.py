@@ -35,7 +35,8 @@ class HParams(swav.HParams, LabeledTerm):
     `dataset.unlabeled_classes`). `prototype_marginals` (one positive mass per prototype, e.g. the known
     class frequencies of the unlabeled data) replaces the Sinkhorn's equipartition; "estimate" learns
     them during training from the unlabeled images' nearest labeled class means
-    (`class_mean_probabilities`).
+    (`class_mean_probabilities`). `prototype_relaxation` (SwAV's field) makes the masses a penalty
+    rather than a constraint, so a class may take more or fewer unlabeled images than its mass.
     """
 
     num_prototypes: int | None = None  # None: one per class.

@@ -38,6 +38,10 @@ class HParams:
     # The Sinkhorn's prototype masses: None, equipartition; K masses, a known prior (Suave also takes
     # "estimate": learned during training, held in the extras).
     prototype_marginals: tuple[float, ...] | str | None = None
+    # Set, tau > 0: the masses are a KL penalty of weight tau on the targets' column sums instead of a
+    # constraint (`selax.sinkhorn.sinkhorn`'s prototype_relaxation): a prototype may take more or less than
+    # its mass when the scores say so. None: exact.
+    prototype_relaxation: float | None = None
     unlabeled_mixup_alpha: float = 0.0  # Mixed global views with mixed Sinkhorn targets; 0: off.
 
 
@@ -45,6 +49,12 @@ def resolve(hp: HParams, info: RunInfo, section: str = "swav", estimable: bool =
     """One prototype per class when `num_prototypes` is unset; the prior checked against that count (an
     estimated one only where `estimable`: with labels to estimate it from)."""
     num_prototypes = hp.num_prototypes or info.num_classes
+    relaxation = hp.prototype_relaxation
+    if relaxation is not None and not (isinstance(relaxation, (int, float)) and 0 < relaxation < float("inf")):
+        raise ValueError(
+            f"config.{section}.prototype_relaxation={relaxation!r} must be a number > 0 (the weight that"
+            " holds the targets' column sums to the prototype masses; larger is stricter), or None: exact."
+        )
     field = f"config.{section}.prototype_marginals"
     marginals = checked_marginals(field, hp.prototype_marginals, num_prototypes)
     if marginals == ESTIMATE and not estimable:
@@ -93,6 +103,7 @@ def assignments(
             hp.sinkhorn_epsilon,
             num_iters=hp.sinkhorn_iters,
             prototype_marginals=marginals,
+            prototype_relaxation=hp.prototype_relaxation,
         )
 
     if queue_scores is None:
