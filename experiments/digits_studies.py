@@ -14,12 +14,14 @@ fresh workdir under a temporary directory, then restored to predict the test spl
   equipartitioned (the paper), with `suave.prototype_marginals` set to the true train class
   frequencies, or estimated during training (`"estimate"`, the prior unknown to the method); and on the
   balanced digits, equipartition against the estimate (`balanced_*`: what estimating costs when the
-  classes are balanced). The estimates are plotted against the truth in
+  classes are balanced); and equipartition relaxed to a KL penalty of weight tau
+  (`suave.prototype_relaxation`, rows `relaxed_TAU` and `balanced_relaxed_TAU`). The estimates are plotted against the truth in
   experiments/results/estimated_prior.png. Reported: test top-1 of the prototype classifier, of the online linear head and of
   kNN, and the prototype top-1 on the 5 head classes (0-4) and the 5 tail classes (5-9).
 * `novel`: the digits with `dataset.unlabeled_classes=(8, 9)` (16 labels, classes 8 and 9 only in the
   unlabeled stream) and `suave.num_prototypes` = 10 or 12, equipartitioned, and 12 with the known
-  class masses as `suave.prototype_marginals` (`12_prototypes_prior`). Labeled class c trains
+  class masses as `suave.prototype_marginals` (`12_prototypes_prior`), and 10 with the masses relaxed to a
+  penalty (`10_prototypes_relaxed_TAU`: a labeled prototype may take more than its tenth). Labeled class c trains
   prototype c; the other prototypes are free and get unlabeled images only through the Sinkhorn
   (the labeled images are targets for their own class's prototype alone). Reported: prototype
   top-1 on the test images of the 8 labeled classes, and for the test images of classes 8 and 9 the
@@ -59,7 +61,7 @@ PRIOR_PLOT = os.path.join(REPO, "experiments", "results", "estimated_prior.png")
 RESULTS = os.path.join(REPO, "experiments", "results", "digits_studies.json")
 HEAD_CLASSES = (0, 1, 2, 3, 4)
 NOVEL_CLASSES = (8, 9)
-RELAXATIONS = (0.02, 0.05, 0.2)  # `suave.prototype_relaxation` of the `prior` study's relaxed rows.
+RELAXATIONS = (0.02, 0.05, 0.2)  # `suave.prototype_relaxation` of the relaxed rows of `prior` and `novel`.
 
 
 STUDY_CONFIGS = {
