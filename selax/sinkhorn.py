@@ -95,7 +95,8 @@ class SinkhornInfo(NamedTuple):
     Attributes:
       num_iters_run: int32 scalar, Sinkhorn iterations done (each = column update + row update).
       marginal_error: float32 scalar, ``sum_j |sum_i Q_ij - b_j| / sum_j b_j`` at the end (NaN
-        for invalid traced input, see the module docstring).
+        for invalid traced input, see the module docstring); with ``prototype_relaxation``, the
+        change in the column sums that one more column update would make.
       converged: bool scalar; with ``tol``: ``marginal_error < tol``; with a fixed ``num_iters``
         (no target to reach): whether the result is finite.
     """
