@@ -175,27 +175,44 @@ def sibling(config_file: str, name: str) -> types.ModuleType:
     return module
 
 
+def _schedule_step_counts(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict, str]]:
+    """`(dotted name, section, field)` of every step count of the schedule that is a share of the run: the
+    optimizer's `warmup_steps` and the method's positive `*_steps` fields (ramp-ups, warm-ups, frozen
+    prototypes). Not a queue's start step (it follows from the queue's length and the batch)."""
+    section = config[config.method]
+    fields = [("optimizer.warmup_steps", config.optimizer, "warmup_steps")]
+    for field, value in section.items():
+        if field.endswith("_steps") and isinstance(value, int) and value > 0:
+            fields.append((f"{config.method}.{field}", section, field))
+    return fields
+
+
 def scaled_schedule(config: ml_collections.ConfigDict, num_steps: int) -> ml_collections.ConfigDict:
     """A copy of `config` for a run of `num_steps` steps whose schedule keeps its shape: every step count of
-    the schedule, written for a run of `config.num_steps` (the optimizer's `warmup_steps` and
-    `decay_boundaries`, and the method's `*_steps` fields: ramp-ups, warm-ups, frozen prototypes), takes
-    the same share of the new run, and stays below its end (a boundary at least step 1). Intervals of
-    logging, evaluation and checkpoints, and counts that are not shares of the run (a queue's start step,
-    which follows from its length and the batch), are kept."""
+    the schedule (`_schedule_step_counts`) and the optimizer's `decay_boundaries`, written for a run of
+    `config.num_steps`, takes the same share of the new run, and stays below its end (a boundary at least
+    step 1). Intervals of logging, evaluation and checkpoints are kept."""
     config = copy.deepcopy(config)
     old_steps = max(config.num_steps, 1)
 
     def scaled(steps: int) -> int:
         return min(num_steps - 1, round(steps * num_steps / old_steps))
 
-    config.num_steps = num_steps
-    config.optimizer.warmup_steps = scaled(config.optimizer.warmup_steps)
+    for _, section, field in _schedule_step_counts(config):
+        section[field] = scaled(section[field])
     config.optimizer.decay_boundaries = tuple(max(1, scaled(b)) for b in config.optimizer.decay_boundaries)
-    section = config[config.method]
-    for field, value in section.items():
-        if field.endswith("_steps") and isinstance(value, int) and value > 0:
-            section[field] = scaled(value)
+    config.num_steps = num_steps
     return config
+
+
+def schedule_beyond_run(config: ml_collections.ConfigDict) -> list[str]:
+    """The schedule's step counts that do not end before `config.num_steps` (a warm-up or ramp-up the run
+    never finishes, e.g. after `--config.num_steps` was lowered alone), as `name=value` strings."""
+    return [
+        f"{name}={section[field]}"
+        for name, section, field in _schedule_step_counts(config)
+        if section[field] >= config.num_steps
+    ]
 
 
 def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

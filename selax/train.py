@@ -25,7 +25,7 @@ from flax.training import train_state
 
 from selax import evaluate, pictures, sharding
 from selax.checkpoint import Checkpointer, load_pretrained
-from selax.config_fields import scaled_schedule
+from selax.config_fields import scaled_schedule, schedule_beyond_run
 from selax.data import augment, datasets, pipeline
 from selax.methods import get_method
 from selax.methods.base import CLASSIFICATION, Method, RunInfo, StepInputs
@@ -295,6 +295,13 @@ class Experiment:
         self.train, self.labeled, self.test = splits.train, splits.labeled, splits.test
         self.class_names = splits.class_names
         config = config_for_data(config, self.train.size, self.train.image_shape[0])
+        unfinished = schedule_beyond_run(config)
+        if unfinished:
+            logging.warning(
+                "The schedule outlasts the run of config.num_steps=%d steps: config.%s. Lower it too, or set"
+                " config.num_epochs (with num_steps at the recipe's), which scales the whole schedule.",
+                config.num_steps, ", config.".join(unfinished),
+            )
         self.config, self.mesh, self.num_steps = config, mesh, config.num_steps
         info = RunInfo(self.train.num_classes, self.train.size, self.num_steps, config.seed)
         self.hp = hp = method.hparams_from_config(config.method, config[config.method], info)

@@ -365,3 +365,16 @@ def test_what_the_data_decides_is_written_into_the_run_s_config():
     config.dataset.image_size, config.model.encoder = 20, "resnet18_cifar"  # What is set stays.
     resolved = train.config_for_data(config, 1_000, 13)
     assert (resolved.dataset.image_size, resolved.model.encoder) == (20, "resnet18_cifar")
+
+
+def test_a_schedule_that_outlasts_the_run_warns_naming_its_fields(caplog):
+    config = default.get_config("smoke")  # 6 steps.
+    config.optimizer.warmup_steps, config.suave.unlabeled_rampup_steps = 10, 6
+    with caplog.at_level(logging.WARNING):
+        train.Experiment(config, sharding.data_mesh(jax.devices()[:1]))
+    assert "config.num_steps=6 steps: config.optimizer.warmup_steps=10, config.suave.unlabeled_rampup_steps=6." in caplog.text
+    caplog.clear()
+    config.optimizer.warmup_steps, config.suave.unlabeled_rampup_steps = 5, 5
+    with caplog.at_level(logging.WARNING):
+        train.Experiment(config, sharding.data_mesh(jax.devices()[:1]))
+    assert "outlasts" not in caplog.text
