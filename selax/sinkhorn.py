@@ -213,10 +213,12 @@ def _validate(
             )
 
 
-def _valid_parameters(epsilon, sample_marginals, prototype_marginals) -> jax.Array:
-    """Whether epsilon and every entry of the given marginals are finite and > 0 (bool scalar,
-    computed on device so that it also covers traced values)."""
+def _valid_parameters(epsilon, sample_marginals, prototype_marginals, relaxation=None) -> jax.Array:
+    """Whether epsilon, the relaxation when given and every entry of the given marginals are finite and
+    > 0 (bool scalar, computed on device so that it also covers traced values)."""
     valid = jnp.isfinite(epsilon) & (epsilon > 0)
+    if relaxation is not None:
+        valid &= jnp.isfinite(relaxation) & (relaxation > 0)
     for marginal in (sample_marginals, prototype_marginals):
         if marginal is not None:
             valid &= jnp.all(jnp.isfinite(marginal) & (marginal > 0))
@@ -400,10 +402,8 @@ def _sinkhorn_dense(
         lambda carry: ~_done(carry[1], tol, max_iters), restart_in_log_domain, (kernel, scalings)
     )
 
-    valid = _valid_parameters(epsilon, sample_marginals, prototype_marginals)
+    valid = _valid_parameters(epsilon, sample_marginals, prototype_marginals, prototype_relaxation)
     valid &= jnp.all(jnp.isfinite(scores))
-    if prototype_relaxation is not None:
-        valid &= jnp.isfinite(prototype_relaxation) & (prototype_relaxation > 0)
     if return_plan:
         result = kernel * (total * scalings.u)[:, None] * scalings.v[None, :]
     else:

@@ -316,9 +316,7 @@ class Experiment:
         crop_spec, labeled_spec, self.eval_spec = augment.specs_from_config(splits.augment, config.augment)
 
         # --- Model and optimizer -------------------------------------------------------------------
-        self.model = network_from_config(
-            config.model, method.build_head(hp), self.train.num_classes, self.train.image_shape[0]
-        )
+        self.model = network_from_config(config.model, method.build_head(hp), self.train.num_classes)
         self.optimizer, schedule = optimizer_from_config(config.optimizer, self.num_steps)
 
         # --- Shardings and compiled functions -------------------------------------------------------

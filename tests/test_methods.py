@@ -13,10 +13,10 @@ import pytest
 from selax import sharding, train
 from selax.methods import daino, dino, sela, suave, swav
 from selax.methods.base import RunInfo
-from test_sinkhorn import reference_assignment
 from selax.methods.common import updated_prior
 
 from conftest import loss_of
+from test_sinkhorn import reference_assignment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)

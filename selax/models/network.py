@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from selax.models import build_encoder, encoder_for_image_size
+from selax.models import build_encoder
 from selax.models.heads import Projector
 
 
@@ -43,10 +43,10 @@ class Network(nn.Module):
         )
 
 
-def network_from_config(model: Any, head: nn.Module, num_classes: int, image_size: int) -> Network:
+def network_from_config(model: Any, head: nn.Module, num_classes: int) -> Network:
     """The `Network` of `config.model` (encoder by registry name with its kwargs, optional projector) around
     a method's `head`; `encoder_kwargs.dtype` ("bfloat16") is the computation dtype, params stay float32.
-    With no `model.encoder`, the one for `image_size` (`selax.models.encoder_for_image_size`)."""
+    `model.encoder` is set: a run fills it from the image size (`selax.train.config_for_data`)."""
     encoder_kwargs = dict(model.encoder_kwargs)
     if "dtype" in encoder_kwargs:
         encoder_kwargs["dtype"] = jnp.dtype(encoder_kwargs["dtype"])
@@ -54,7 +54,7 @@ def network_from_config(model: Any, head: nn.Module, num_classes: int, image_siz
     if model.projector_hidden is not None:
         projector = Projector(tuple(model.projector_hidden), model.embedding_dim)
     return Network(
-        encoder=build_encoder(model.encoder or encoder_for_image_size(image_size), **encoder_kwargs),
+        encoder=build_encoder(model.encoder, **encoder_kwargs),
         projector=projector,
         head=head,
         num_classes=num_classes,
