@@ -8,7 +8,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from selax.models import ENCODERS, build_encoder, small_cnn
 from selax.models.heads import PrototypeHead, apply_per_resolution, normalize_prototypes
-from selax.models.patch_conv import LAYOUT, patch_matmul_conv
+from selax.models.patch_conv import LAYOUT, kernel_grad_matmul_conv, patch_matmul_conv
 from selax.models.resnet import BasicBlock, Bottleneck, ResNet
 from selax.models.vit import VisionTransformer, drop_path, interpolate_pos_embed, torch_bicubic_matrix
 from selax.models.wide_resnet import WideResNet
@@ -282,13 +282,14 @@ def numpy_conv(images: np.ndarray, kernel: np.ndarray, padding) -> np.ndarray:
     return out
 
 
+@pytest.mark.parametrize("patch_conv", [patch_matmul_conv, kernel_grad_matmul_conv])
 @pytest.mark.parametrize(
     "image_shape,kernel_shape,padding",
     [((2, 2, 2, 3), (3, 3, 3, 4), ((1, 1), (1, 1))), ((2, 5, 4, 3), (3, 2, 3, 2), ((1, 0), (2, 1)))],
 )
-def test_patch_matmul_conv_matches_float64_conv_and_lax_gradients(image_shape, kernel_shape, padding):
+def test_patch_convs_match_float64_conv_and_lax_gradients(patch_conv, image_shape, kernel_shape, padding):
     images, kernel = normal(image_shape, 1), normal(kernel_shape, 2)
-    out = patch_matmul_conv(jnp.asarray(images), jnp.asarray(kernel), (1, 1), padding)
+    out = patch_conv(jnp.asarray(images), jnp.asarray(kernel), (1, 1), padding)
     np.testing.assert_allclose(out, numpy_conv(images, kernel, padding), rtol=1e-5, atol=1e-5)
     cotangent = normal(out.shape, 3)
 
@@ -299,31 +300,33 @@ def test_patch_matmul_conv_matches_float64_conv_and_lax_gradients(image_shape, k
         jax.grad(lambda x, k, conv=conv: jnp.sum(conv(x, k, (1, 1), padding) * cotangent), (0, 1))(
             images, kernel
         )
-        for conv in (patch_matmul_conv, lax_conv)
+        for conv in (patch_conv, lax_conv)
     ]
     for ours, reference in zip(*grads):
         np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
 
 
-def test_patch_matmul_conv_rejects_strides_string_padding_and_other_layouts():
+@pytest.mark.parametrize("patch_conv", [patch_matmul_conv, kernel_grad_matmul_conv])
+def test_patch_convs_reject_strides_string_padding_and_other_layouts(patch_conv):
     images, kernel = jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2))
     with pytest.raises(ValueError, match="stride 1"):
-        patch_matmul_conv(images, kernel, (2, 2), ((1, 1), (1, 1)))
+        patch_conv(images, kernel, (2, 2), ((1, 1), (1, 1)))
     with pytest.raises(ValueError, match="explicit padding"):
-        patch_matmul_conv(images, kernel, (1, 1), "SAME")
+        patch_conv(images, kernel, (1, 1), "SAME")
     with pytest.raises(ValueError, match="layout"):  # Same shapes, read as NCHW images and OIHW kernels.
-        patch_matmul_conv(
+        patch_conv(
             images, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NCHW", "OIHW", "NCHW")
         )
     # The numbers nn.Conv passes, as strings or as ConvDimensionNumbers, are accepted.
     for numbers in (LAYOUT, jax.lax.conv_dimension_numbers(images.shape, kernel.shape, LAYOUT)):
-        assert patch_matmul_conv(
+        assert patch_conv(
             images, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=numbers
         ).shape == (1, 4, 4, 2)
 
 
-def test_small_cnn_patch_convs_keep_features_and_gradients(monkeypatch):
-    images = normal((4, 8, 8, 1))
+@pytest.mark.parametrize("image_size", [8, 28])  # 8: all patch matmuls; 28: also a kernel-gradient one
+def test_small_cnn_patch_convs_keep_features_and_gradients(monkeypatch, image_size):
+    images = normal((4, image_size, image_size, 1))
     model = build_encoder("small_cnn")
     variables = model.init(key(0), images)
 
@@ -336,8 +339,9 @@ def test_small_cnn_patch_convs_keep_features_and_gradients(monkeypatch):
 
         return jax.grad(loss, has_aux=True)(variables["params"])
 
-    grads, features = features_and_grads()  # the 2x2 and 4x4 stages use patch matmuls
-    monkeypatch.setattr(small_cnn, "PATCH_CONV_MAX_PIXELS", 0)
+    grads, features = features_and_grads()
+    for name in ("patch_matmul_conv", "kernel_grad_matmul_conv"):
+        monkeypatch.setattr(small_cnn, name, jax.lax.conv_general_dilated)
     reference_grads, reference_features = features_and_grads()
     np.testing.assert_allclose(features, reference_features, rtol=1e-5, atol=1e-5)
     for ours, reference in zip(jax.tree.leaves(grads), jax.tree.leaves(reference_grads)):

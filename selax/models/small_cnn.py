@@ -5,10 +5,11 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from selax.models.patch_conv import patch_matmul_conv
+from selax.models.patch_conv import kernel_grad_matmul_conv, patch_matmul_conv
 
-# Maps of at most this many pixels use `patch_matmul_conv` (XLA:CPU's convolution is ~10x slower at 2x2).
-PATCH_CONV_MAX_PIXELS = 16
+# Convs on maps of at most this many pixels run as `patch_matmul_conv` (XLA:CPU's convolution is ~10x
+# slower at 2x2, 1.3-1.7x at 14x14), larger maps as `kernel_grad_matmul_conv` (experiments/bench_models.py).
+PATCH_CONV_MAX_PIXELS = 256
 
 
 class SmallCNN(nn.Module):
@@ -16,7 +17,8 @@ class SmallCNN(nn.Module):
 
     Attributes:
       stage_widths: output channels of each stage (one 3x3 conv each; pooling after all but the last).
-        Convs on maps of at most `PATCH_CONV_MAX_PIXELS` pixels run as patch matmuls (same values).
+        Convs on maps of at most `PATCH_CONV_MAX_PIXELS` pixels run as patch matmuls, on larger maps
+        only their kernel gradient does (same values).
       dtype: computation dtype (params stay float32).
 
     Call: `images [B, H, W, C] -> features [B, stage_widths[-1]]` (float32). Each stage's output is
@@ -37,7 +39,7 @@ class SmallCNN(nn.Module):
                 padding=((1, 1), (1, 1)),  # "SAME" for a 3x3 kernel
                 use_bias=False,
                 dtype=self.dtype,
-                conv_general_dilated=patch_matmul_conv if small_map else None,
+                conv_general_dilated=patch_matmul_conv if small_map else kernel_grad_matmul_conv,
                 name=f"conv{i}",
             )(x)
             x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, name=f"bn{i}")(x)
