@@ -382,7 +382,7 @@ def run_worker(row: dict, steps: int) -> dict | None:
 
 def convolutional_net(case: str) -> bool:
     """Whether PyTorch runs `case` channels_last (its faster CPU layout for every conv net here, the small
-    CNN included: 6,584 vs 5,486 images/s at 8 px, 1,044 vs 774 at 28 px on 2 threads, 2026-12-05)."""
+    CNN included: 6,584 vs 5,486 images/s at 8 px, 1,044 vs 774 at 28 px on 2 threads, 2026-12-06)."""
     return not case.startswith("vit")
 
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from selax.models.patch_conv import kernel_grad_matmul_conv, patch_matmul_conv
 
 # Convs on maps of at most this many pixels run as `patch_matmul_conv` (XLA:CPU's convolution is ~10x
-# slower at 2x2, 1.3-1.7x at 14x14), larger maps as `kernel_grad_matmul_conv` (experiments/bench_models.py).
+# slower at 2x2, 1.2-1.7x at 14x14-16x16), larger maps as `kernel_grad_matmul_conv` (experiments/bench_models.py).
 PATCH_CONV_MAX_PIXELS = 256
 
 
