@@ -52,45 +52,49 @@ def _patches(images: jnp.ndarray, padding: Padding, kernel_h: int, kernel_w: int
     )
 
 
-def patch_matmul_conv(
-    lhs: jnp.ndarray,
-    rhs: jnp.ndarray,
-    window_strides: Sequence[int],
-    padding: Sequence[tuple[int, int]],
-    lhs_dilation: Sequence[int] | None = None,
-    rhs_dilation: Sequence[int] | None = None,
-    dimension_numbers: Any = None,
-    feature_group_count: int = 1,
-    precision: Any = None,
-) -> jnp.ndarray:
+def _conv_general_dilated_like(compute):
+    """Gives `compute(lhs, rhs, padding_pairs, precision)` the signature of `jax.lax.conv_general_dilated`.
+
+    The result can be `nn.Conv`'s `conv_general_dilated`; anything but stride 1, explicit padding, no
+    dilation, one feature group and the `LAYOUT` dimension numbers (or None) raises.
+    """
+
+    def conv(
+        lhs: jnp.ndarray,
+        rhs: jnp.ndarray,
+        window_strides: Sequence[int],
+        padding: Sequence[tuple[int, int]],
+        lhs_dilation: Sequence[int] | None = None,
+        rhs_dilation: Sequence[int] | None = None,
+        dimension_numbers: Any = None,
+        feature_group_count: int = 1,
+        precision: Any = None,
+    ) -> jnp.ndarray:
+        _check_supported(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count)
+        return compute(lhs, rhs, _pairs(padding), precision)
+
+    conv.__name__ = conv.__qualname__ = compute.__name__
+    conv.__doc__ = compute.__doc__
+    return conv
+
+
+@_conv_general_dilated_like
+def patch_matmul_conv(lhs: jnp.ndarray, rhs: jnp.ndarray, padding: Padding, precision: Any) -> jnp.ndarray:
     """`jax.lax.conv_general_dilated` for stride 1, explicit padding, NHWC input and HWIO kernel only.
 
-    Args:
+    Args (as `conv_general_dilated`'s, see `_conv_general_dilated_like`):
       lhs: images `[B, H, W, C]`.
       rhs: kernel `[kh, kw, C, D]`.
-      window_strides, padding, ...: as in `conv_general_dilated` (so it can be `nn.Conv`'s
-        `conv_general_dilated`); anything but stride 1, no dilation, one feature group and the
-        `LAYOUT` dimension numbers (or None) raises.
 
     Returns:
-      `[B, H + pad_h - kh + 1, W + pad_w - kw + 1, D]`.
+      `[B, H + pad_h - kh + 1, W + pad_w - kw + 1, D]`: patches @ kernel, one matmul.
     """
-    _check_supported(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count)
-    patches = _patches(lhs, _pairs(padding), *rhs.shape[:2])
+    patches = _patches(lhs, padding, *rhs.shape[:2])
     return jnp.matmul(patches, rhs.reshape(-1, rhs.shape[-1]), precision=precision)
 
 
-def kernel_grad_matmul_conv(
-    lhs: jnp.ndarray,
-    rhs: jnp.ndarray,
-    window_strides: Sequence[int],
-    padding: Sequence[tuple[int, int]],
-    lhs_dilation: Sequence[int] | None = None,
-    rhs_dilation: Sequence[int] | None = None,
-    dimension_numbers: Any = None,
-    feature_group_count: int = 1,
-    precision: Any = None,
-) -> jnp.ndarray:
+@_conv_general_dilated_like
+def kernel_grad_matmul_conv(lhs: jnp.ndarray, rhs: jnp.ndarray, padding: Padding, precision: Any) -> jnp.ndarray:
     """As `patch_matmul_conv` (same arguments and limits), but only the kernel gradient is a patch matmul.
 
     The forward pass and the input gradient stay XLA convolutions; the kernel gradient is
@@ -98,8 +102,7 @@ def kernel_grad_matmul_conv(
     where XLA:CPU's is slow: forward + gradients of a 3x3 conv on a 28x28x1 or 32x32x3 batch took 1.9-3x
     less time this way (README, Models).
     """
-    _check_supported(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count)
-    return _kernel_grad_matmul_conv(lhs, rhs, _pairs(padding), precision)
+    return _kernel_grad_matmul_conv(lhs, rhs, padding, precision)
 
 
 def _pairs(padding: Sequence[Sequence[int]]) -> Padding:
