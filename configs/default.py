@@ -3,14 +3,19 @@
     python -m selax.main --config=configs/default.py --workdir=/tmp/selax_default
 
 `--config=configs/default.py:smoke` runs a few steps (the tests use it);
-`--config.suave.supervised_only=True` is the baseline trained on the 20 labels alone (and, with
-`--config.model.init_checkpoint=W`, the fine-tuning stage after a Suave run in W); to start from a
-SwAV pre-training run (`configs/swav_default.py`), pass its workdir as `--config.model.init_checkpoint`.
+The published recipe: SwAV pre-training (`configs/swav_default.py`, no label, 600 steps, in W/pretrain),
+then Suave from its encoder and projector; one command of about 2 minutes on 2 cores. Over 5 seeds this
+reaches 97.3% test prototype top-1 with every seed above 95.5, against 95.1 from scratch, where the 1s
+that no labeled image resembles go astray on some seeds (README, Results). `--config.pretrain=` trains
+from scratch (half the time); `--config.model.init_checkpoint=W` starts from another run's workdir.
+
+`--config.suave.supervised_only=True --config.pretrain=` is the baseline trained on the 20 labels alone
+(and, with `--config.model.init_checkpoint=W`, the fine-tuning stage after a Suave run in W).
 """
 
 import ml_collections
 
-from selax.config_fields import base, finish, parse_arg
+from selax.config_fields import base, finish, parse_arg, sibling_path
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -21,4 +26,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.augment.num_local = 0  # 8x8 digits have no room for local crops.
     config.optimizer.warmup_steps = 100
     config.suave.labeled_weight = 0.5
+    config.pretrain = sibling_path(__file__, "swav_default")
     return finish(config, args)

@@ -2,7 +2,8 @@
 
     python experiments/digits_confusions.py [--study default|novel] [--seeds 0,1,2,3,4] [--root DIR]
 
-Each seed is `python -m selax.main --config=configs/default.py --workdir=ROOT/STUDY_seedS --config.seed=S`
+Each seed is `python -m selax.main --config=configs/default.py --workdir=ROOT/STUDY_seedS --config.seed=S
+--config.pretrain=` (Suave from scratch, where the weak seeds are)
 (`novel` adds `--config.dataset.unlabeled_classes="(8, 9)"`: classes 8 and 9 have no label and take
 the two free prototypes, or not); a workdir that already holds `metrics.json` is read, not retrained.
 From each run's `export/test.npz` the script prints, per seed, the test top-1 and every true class
@@ -37,7 +38,7 @@ def run(study: str, seed: int, workdir: str) -> None:
     if os.path.exists(os.path.join(workdir, "metrics.json")):
         return
     command = [sys.executable, "-m", "selax.main", "--config=configs/default.py", f"--workdir={workdir}",
-               f"--config.seed={seed}", *STUDY_FLAGS[study]]
+               f"--config.seed={seed}", "--config.pretrain=", *STUDY_FLAGS[study]]
     subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

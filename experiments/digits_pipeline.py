@@ -39,10 +39,14 @@ PRETRAINING_METRICS = ("test/knn_top1", "test/linear_probe_top1", "test/nmi")
 
 
 def load_config(name: str):
+    """`configs/<name>.py`'s config with no pre-training stage of its own: the script runs that stage once
+    per seed and names its workdir (what `configs/default.py`'s `pretrain` does in one command)."""
     spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    config = module.get_config()
+    config.pretrain = ""
+    return config
 
 
 def timed_run(config, workdir: str) -> dict[str, float]:

@@ -4,7 +4,7 @@
     python experiments/digits_studies.py [--study prior|novel|sela_prior|sela_views|all] [--seeds 0,1,2]
         [--variants ROW,...]
 
-Every run is `configs/default.py` (Suave, small CNN, 600 steps, 2 labels per class), or for `sela_prior`
+Every run is `configs/default.py` from scratch (Suave, `pretrain=""`, small CNN, 600 steps, 2 labels per class), or for `sela_prior`
 and `sela_views` `configs/sela_default.py` (SeLa, no label), trained through `selax.train.run` in a
 fresh workdir under a temporary directory, then restored to predict the test split.
 
@@ -73,11 +73,13 @@ STUDY_CONFIGS = {
 
 
 def base_config(name: str):
-    """`configs/<name>.py`'s config."""
+    """`configs/<name>.py`'s config, from scratch (no pre-training stage: the studies' runs are single runs)."""
     spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    config = module.get_config()
+    config.pretrain = ""
+    return config
 
 
 def longtail_train_frequencies() -> tuple[float, ...]:

@@ -134,6 +134,10 @@ def base(method: str) -> ml_collections.ConfigDict:
     config.pictures = True  # At the end: embedding map, confusion matrix or cluster gallery (selax.pictures).
     # A logged loss over `factor` times the median of the earlier ones warns, or with `stop` ends the run.
     config.divergence = dict(factor=10.0, stop=False)
+    # Set (a config file, `path.py[:arg]` as for --config): a pre-training stage trained first, in
+    # WORKDIR/pretrain, on this run's data, seed and network (`PRETRAINING_SHARES`); this run then starts
+    # from its encoder and projector. "": none.
+    config.pretrain = ""
     return config
 
 
@@ -168,11 +172,39 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
 def sibling(config_file: str, name: str) -> types.ModuleType:
     """The config module `name` beside `config_file` (configs import each other by path, so they load
     from any working directory)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{name}.py")
+    return _config_module(sibling_path(config_file, name))
+
+
+def sibling_path(config_file: str, name: str) -> str:
+    """The absolute path of the config file `name` (no `.py`) beside `config_file`."""
+    return os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{name}.py")
+
+
+def _config_module(path: str) -> types.ModuleType:
+    name = os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location(f"selax_configs.{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# What a pre-training stage (`config.pretrain`) takes from the run it starts: the same data and seed, and
+# the network whose encoder and projector the run then loads.
+PRETRAINING_SHARES = ("dataset", "seed", "model", "state_sharding")
+
+
+def pretraining_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The config of `config.pretrain` (`path.py[:arg]`, as for --config), with `PRETRAINING_SHARES` of `config`."""
+    path, _, arg = config.pretrain.partition(":")
+    if not os.path.isfile(os.path.expanduser(path)):
+        raise FileNotFoundError(
+            f"config.pretrain={config.pretrain!r}: no config file {path!r}. Name one as for --config"
+            " (configs/swav_default.py[:arg]), or pass --config.pretrain= for no pre-training stage."
+        )
+    stage = _config_module(os.path.expanduser(path)).get_config(arg or None)
+    for field in PRETRAINING_SHARES:
+        stage[field] = copy.deepcopy(config[field])
+    return stage
 
 
 def _schedule_step_counts(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict, str]]:
@@ -223,7 +255,7 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         config.dataset.update(image_size=SMOKE_IMAGE_SIZE, labels_per_class=min(config.dataset.labels_per_class, 2))
     else:
         config.dataset.update(name="digits", data_dir=None, labels_per_class=2, unlabeled_classes=())
-    config.model.init_checkpoint = ""
+    config.model.init_checkpoint = config.pretrain = ""
     config.model.encoder = config.model.encoder or encoder_for_image_size(SMOKE_IMAGE_SIZE)
     dtype = config.model.encoder_kwargs.get("dtype")
     config.model.encoder_kwargs = dict(get_encoder(config.model.encoder).smoke_kwargs)

@@ -1,6 +1,6 @@
 """Entry point: `python -m selax.main --config=configs/default.py --workdir=DIR [--config.field=value ...]`.
 
-Trains (`selax.train.run`), then writes the test split's predictions, features and embeddings to
+Trains (`selax.train.run`, after its pre-training stage `config.pretrain` where the config names one), then writes the test split's predictions, features and embeddings to
 `DIR/export/test.{csv,npz}` (`selax.results.export`; `--export=test,train` for more splits, `--export=`
 for none).
 """
@@ -13,7 +13,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from selax import results, sharding, train
+from selax import config_fields, results, sharding, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file (configs/*.py[:arg]).", lock_config=True
@@ -53,7 +53,8 @@ def _use_every_core(config) -> None:
     2 CPU devices than on one (experiments/bench_models.py). Accelerators' devices are not affected."""
     if jax.config.jax_num_cpu_devices >= 0 or jax.distributed.is_initialized():
         return
-    batch_sizes = [size for size in config.batch.values() if size > 0]
+    stages = [config, config_fields.pretraining_config(config)] if config.pretrain else [config]
+    batch_sizes = [size for stage in stages for size in stage.batch.values() if size > 0]
     jax.config.update("jax_num_cpu_devices", sharding.cpu_device_count(batch_sizes, len(os.sched_getaffinity(0))))
 
 

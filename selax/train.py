@@ -25,7 +25,7 @@ from flax.training import train_state
 
 from selax import evaluate, pictures, sharding
 from selax.checkpoint import Checkpointer, load_pretrained
-from selax.config_fields import scaled_schedule, schedule_beyond_run
+from selax.config_fields import pretraining_config, scaled_schedule, schedule_beyond_run
 from selax.data import augment, datasets, pipeline
 from selax.methods import get_method
 from selax.methods.base import CLASSIFICATION, Method, RunInfo, StepInputs
@@ -507,8 +507,23 @@ def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     os.replace(path + ".tmp", path)
 
 
+PRETRAINING_DIR = "pretrain"
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Trains and evaluates as `config` says, checkpointing to and resuming from `workdir`."""
+    """Trains and evaluates as `config` says, checkpointing to and resuming from `workdir`.
+
+    With `config.pretrain`, its stage runs first in `workdir/pretrain` (resuming there too; a finished
+    stage only repeats its final evaluation), and this run starts from that workdir's encoder and projector.
+    """
+    if config.pretrain:
+        stage = pretraining_config(config)  # A bad file name fails here, before anything runs.
+        validate_config(config, get_method(config.method), sharding.data_mesh().size)
+        stage_dir = os.path.join(workdir, PRETRAINING_DIR)
+        logging.info("Pre-training stage (config.pretrain=%s) in %s.", config.pretrain, stage_dir)
+        run(stage, stage_dir)
+        config = copy.deepcopy(config)
+        config.model.init_checkpoint = stage_dir
     experiment = Experiment(config, sharding.data_mesh())
     os.makedirs(workdir, exist_ok=True)
     # One run per workdir; the processes of one multi-process job share it, process 0 holding it.

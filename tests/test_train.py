@@ -320,6 +320,29 @@ def test_fine_tuning_starts_from_a_pretraining_workdir(uninterrupted):
     assert all(jax.tree_util.tree_leaves(equal))  # prototypes and linear head included
 
 
+def test_a_pretraining_stage_trains_first_on_the_runs_data_and_starts_it(tmp_path):
+    """`config.pretrain`: the named config trains first in WORKDIR/pretrain, with the run's data, seed and
+    network; the run then starts from that workdir. A missing file fails before anything is written."""
+    swav = os.path.join(REPO, "configs", "swav_default.py")
+    config = smoke_config(**{"pretrain": f"{swav}:smoke", "seed": 3, "dataset.labels_per_class": 1})
+    final = train.run(config, str(tmp_path))
+    stage = tmp_path / train.PRETRAINING_DIR
+    with open(stage / train.CONFIG_FILE) as f:
+        stage_config = json.load(f)
+    assert (stage_config["method"], stage_config["seed"], stage_config["pretrain"]) == ("swav", 3, "")
+    assert stage_config["dataset"]["labels_per_class"] == 1
+    assert stage_config["model"] == {**json.loads(config.model.to_json()), "encoder": "small_cnn"}
+    assert (stage / "metrics.json").exists() and (stage / "checkpoints" / str(stage_config["num_steps"])).exists()
+    with open(tmp_path / train.CONFIG_FILE) as f:
+        assert json.load(f)["model"]["init_checkpoint"] == str(stage)
+    assert final["train/steps"] == config.num_steps and 0.0 <= final["test/prototype_top1"] <= 1.0
+
+    config = smoke_config(pretrain=str(tmp_path / "swav.py"))
+    with pytest.raises(FileNotFoundError, match=r"config.pretrain='.*swav.py': no config file .* --config.pretrain="):
+        train.run(config, str(tmp_path / "other"))
+    assert not (tmp_path / "other").exists()
+
+
 def test_predict_split_fetches_each_batch_before_dispatching_the_next(monkeypatch):
     """A whole-split pass returns every example once, in order, and never has two batches' programs in
     flight (two independent sharded programs can deadlock XLA:CPU's collectives on few cores)."""
