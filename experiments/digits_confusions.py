@@ -2,10 +2,11 @@
 
     python experiments/digits_confusions.py [--study default|novel] [--seeds 0,1,2,3,4] [--root DIR]
 
-Each seed is `python -m selax.main --config=configs/default.py --workdir=ROOT/STUDY_seedS --config.seed=S
---config.pretrain=` (Suave from scratch, where the weak seeds are)
-(`novel` adds `--config.dataset.unlabeled_classes="(8, 9)"`: classes 8 and 9 have no label and take
-the two free prototypes, or not); a workdir that already holds `metrics.json` is read, not retrained.
+Each seed is `python -m selax.main --config=configs/default.py --workdir=ROOT/STUDY_seedS --config.seed=S`
+(`default`: SwAV pre-training, then Suave; `scratch` adds `--config.pretrain=`, Suave alone; `novel` adds
+that and `--config.dataset.unlabeled_classes="(8, 9)"`: classes 8 and 9 have no label and take the two
+free prototypes, or not); a workdir that already holds `metrics.json` is read, not retrained (and its
+command time is not known).
 From each run's `export/test.npz` the script prints, per seed, the test top-1 and every true class
 whose images went to another prototype (at least `--min_errors` of them), writes them to
 experiments/results/digits_confusions_STUDY.json, and draws experiments/results/digits_confusions_STUDY.png:
@@ -18,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import matplotlib
 
@@ -29,17 +31,25 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from selax.data import datasets, splits  # noqa: E402
 
-STUDY_FLAGS = {"default": [], "novel": ["--config.dataset.unlabeled_classes=(8, 9)"]}
+STUDY_FLAGS = {
+    "default": [],
+    "scratch": ["--config.pretrain="],
+    "novel": ["--config.pretrain=", "--config.dataset.unlabeled_classes=(8, 9)"],
+}
 SHOWN_PER_GROUP = 6
 WORST_SHOWN = 3  # classes per seed in the picture
 
 
-def run(study: str, seed: int, workdir: str) -> None:
+def run(study: str, seed: int, workdir: str) -> dict[str, float]:
+    """Trains the seed's run unless its workdir has finished; the command's seconds and the 1-minute load
+    average at its start when it ran."""
     if os.path.exists(os.path.join(workdir, "metrics.json")):
-        return
+        return {}
     command = [sys.executable, "-m", "selax.main", "--config=configs/default.py", f"--workdir={workdir}",
-               f"--config.seed={seed}", "--config.pretrain=", *STUDY_FLAGS[study]]
+               f"--config.seed={seed}", *STUDY_FLAGS[study]]
+    load, start = os.getloadavg()[0], time.perf_counter()
     subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return {"command_seconds": time.perf_counter() - start, "load_average_at_start": load}
 
 
 def confusions(workdir: str, min_errors: int) -> dict:
@@ -102,14 +112,17 @@ def main() -> None:
     per_seed = {}
     for seed in (int(s) for s in args.seeds.split(",")):
         workdir = os.path.join(args.root, f"{args.study}_seed{seed}")
-        run(args.study, seed, workdir)
-        per_seed[seed] = confusions(workdir, args.min_errors)
-        found = per_seed[seed]
+        timing = run(args.study, seed, workdir)
+        per_seed[seed] = found = {**confusions(workdir, args.min_errors), **timing}
         lost = ", ".join(f"{c}: {v['correct']}/{v['of']} right, to {v['went_to']}" for c, v in found["classes"].items())
-        print(f"seed {seed}: prototype top-1 {100 * found['top1']:.1f}; {lost}")
+        took = f" ({timing['command_seconds']:.0f} s, load {timing['load_average_at_start']:.1f})" if timing else ""
+        print(f"seed {seed}: prototype top-1 {100 * found['top1']:.1f}{took}; {lost}")
+    top1 = [100 * found["top1"] for found in per_seed.values()]
+    print(f"mean {np.mean(top1):.1f} +/- {np.std(top1, ddof=1) if len(top1) > 1 else 0:.1f} (sample std), worst {min(top1):.1f}")
     results = os.path.join(REPO, "experiments", "results")
     with open(os.path.join(results, f"digits_confusions_{args.study}.json"), "w") as f:
-        json.dump({str(s): {k: v for k, v in found.items() if k in ("top1", "classes")} for s, found in per_seed.items()},
+        kept = ("top1", "classes", "command_seconds", "load_average_at_start")
+        json.dump({str(s): {k: v for k, v in found.items() if k in kept} for s, found in per_seed.items()},
                   f, indent=1)
     with open(os.path.join(workdir, "config.json")) as f:
         dataset = json.load(f)["dataset"]

@@ -1,7 +1,7 @@
 """A second development set that is not the digits: letters rendered from matplotlib's fonts, run through
 `configs/folder.py` as a new user's image folder would be.
 
-    python experiments/glyphs.py --root /tmp/glyphs [--rows supervised,suave,daino,sela] [--seeds 0,1,2]
+    python experiments/glyphs.py --root /tmp/glyphs [--rows supervised,suave_scratch,suave,daino,sela] [--seeds 0,1,2]
     python experiments/glyphs.py --root /tmp/glyphs --build_only        # just the folder
 
 The folder (`ROOT/data/{train,test}/<letter>/*.png`): the capital letters A-Z (26 classes, so the label
@@ -11,8 +11,10 @@ map (rotation, shear, anisotropic scale, shift), an elastic distortion, blur and
 `--size` px (28). Train and test draw from the same fonts and distortions with different seeds.
 
 Each row then runs as `python -m selax.main --config=configs/folder.py:METHOD
---config.dataset.train_dir=ROOT/data/train --config.dataset.test_dir=ROOT/data/test` (`supervised`:
-Suave's network on the labeled images alone, `--config.suave.supervised_only=True`), per seed, one run
+--config.dataset.train_dir=ROOT/data/train --config.dataset.test_dir=ROOT/data/test` (`suave`: SwAV
+pre-training on the folder, then Suave, the config's default; `suave_scratch`: Suave alone,
+`--config.pretrain=`; `supervised`: Suave's network on the labeled images alone,
+`--config.suave.supervised_only=True --config.pretrain=`), per seed, one run
 at a time (skipped where its `metrics.json` exists). Beside them, the classical baselines on the
 same test images: k-means on raw pixels (NMI, the number SeLa must beat) and label spreading on raw
 pixels (sklearn's kNN graph, 7 neighbours) from 2 labels per class, drawn by
@@ -42,10 +44,12 @@ BASELINE_SEEDS = (0, 1, 2)  # k-means restarts' seeds.
 CLASSIFIER_METRICS = ("test/prototype_top1", "test/linear_top1", "test/knn_top1")
 # Each row: the method of `configs/folder.py`, its flags, and the metrics read from its metrics.json.
 ROWS = {
-    "suave": ("suave", [], CLASSIFIER_METRICS),
+    "suave": ("suave", [], CLASSIFIER_METRICS),  # SwAV pre-training, then Suave (folder.py:suave's default).
+    "suave_scratch": ("suave", ["--config.pretrain="], CLASSIFIER_METRICS),
     "daino": ("daino", [], CLASSIFIER_METRICS),
     "sela": ("sela", [], ("test/nmi", "test/cluster_accuracy", "test/knn_top1")),
-    "supervised": ("suave", ["--config.suave.supervised_only=True"], CLASSIFIER_METRICS),  # The labels alone.
+    # The labels alone.
+    "supervised": ("suave", ["--config.suave.supervised_only=True", "--config.pretrain="], CLASSIFIER_METRICS),
 }
 
 
@@ -208,7 +212,7 @@ def run(row: str, data: str, workdir: str, seed: int, extra: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True, help="the folder and the runs' workdirs go here")
-    parser.add_argument("--rows", default="supervised,suave,daino,sela", help=f"some of {sorted(ROWS)}")
+    parser.add_argument("--rows", default="supervised,suave_scratch,suave,daino,sela", help=f"some of {sorted(ROWS)}")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--size", type=int, default=28)
     parser.add_argument("--train_per_class", type=int, default=60)
@@ -237,18 +241,18 @@ def main() -> None:
         }
 
     print(f"glyphs, {len(CLASSES)} classes, {args.size} px, 2 labels per class; mean +- std over seeds {seeds}")
-    print(f"{'row':<10} {'metric':<26} {'mean':>7} {'std':>6}  per seed")
+    print(f"{'row':<13} {'metric':<26} {'mean':>7} {'std':>6}  per seed")
     for row in rows:
         runs = results["runs"][row]
         for metric in ROWS[row][2]:
             values = np.array([runs[str(s)][metric] for s in seeds])
             per_seed = " ".join(f"{v:.3f}" for v in values)
             std = values.std(ddof=1) if len(values) > 1 else 0.0
-            print(f"{row:<10} {metric:<26} {values.mean():7.3f} {std:6.3f}  {per_seed}")
+            print(f"{row:<13} {metric:<26} {values.mean():7.3f} {std:6.3f}  {per_seed}")
         seconds = [runs[str(s)].get("command_seconds", float("nan")) for s in seeds]
-        print(f"{row:<10} {'command seconds':<26} {np.nanmean(seconds):7.0f}")
+        print(f"{row:<13} {'command seconds':<26} {np.nanmean(seconds):7.0f}")
     for name, value in results["baselines"].items():
-        print(f"{'baseline':<10} {name:<26} {value:7.3f}")
+        print(f"{'baseline':<13} {name:<26} {value:7.3f}")
     with open(results_path, "w") as f:
         json.dump(results, f, indent=1)
 
