@@ -4,10 +4,11 @@
 
 `--config=configs/default.py:smoke` runs a few steps (the tests use it);
 The published recipe: SwAV pre-training (`configs/swav_default.py`, no label, 600 steps, in W/pretrain),
-then Suave from its encoder and projector; one command of about 2 minutes on 2 cores. Over 5 seeds this
-reaches 97.3% test prototype top-1 with every seed above 95.5, against 95.1 from scratch, where the 1s
-that no labeled image resembles go astray on some seeds (README, Results). `--config.pretrain=` trains
-from scratch (half the time); `--config.model.init_checkpoint=W` starts from another run's workdir.
+then Suave from its encoder and projector; one command of 154-159 s on 2 cores (2026-12-06). Over seeds
+0-4 it reached 97.0% test prototype top-1 (worst seed 95.4) against 94.5% (worst 91.9) from scratch,
+where the 1s that no labeled image resembles go astray on some seeds (README, Results).
+`--config.pretrain=` trains from scratch (about half the time); `--config.model.init_checkpoint=W`
+starts from another run's workdir.
 
 `--config.suave.supervised_only=True --config.pretrain=` is the baseline trained on the 20 labels alone
 (and, with `--config.model.init_checkpoint=W`, the fine-tuning stage after a Suave run in W).

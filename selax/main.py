@@ -1,8 +1,8 @@
 """Entry point: `python -m selax.main --config=configs/default.py --workdir=DIR [--config.field=value ...]`.
 
-Trains (`selax.train.run`, after its pre-training stage `config.pretrain` where the config names one), then writes the test split's predictions, features and embeddings to
-`DIR/export/test.{csv,npz}` (`selax.results.export`; `--export=test,train` for more splits, `--export=`
-for none).
+Trains (`selax.train.run`, after the pre-training stage `config.pretrain` where the config names one),
+then writes the test split's predictions, features and embeddings to `DIR/export/test.{csv,npz}`
+(`selax.results.export`; `--export=test,train` for more splits, `--export=` for none).
 """
 
 import logging as logging_std
