@@ -15,8 +15,9 @@ fresh workdir under a temporary directory, then restored to predict the test spl
   frequencies, or estimated during training (`"estimate"`, the prior unknown to the method); and on the
   balanced digits, equipartition against the estimate (`balanced_*`: what estimating costs when the
   classes are balanced); and equipartition relaxed to a KL penalty of weight tau
-  (`suave.prototype_relaxation`, rows `relaxed_TAU` and `balanced_relaxed_TAU`). The estimates are plotted against the truth in
-  experiments/results/estimated_prior.png. Reported: test top-1 of the prototype classifier, of the online linear head and of
+  (`suave.prototype_relaxation`, rows `relaxed_TAU` and `balanced_relaxed_TAU`); rows `swav_*`: the
+  same after SwAV pre-training (`config.pretrain`, as `configs/default.py` itself). The estimates are
+  plotted against the truth in experiments/results/estimated_prior.png (`_swav.png` for the `swav_*` rows). Reported: test top-1 of the prototype classifier, of the online linear head and of
   kNN, and the prototype top-1 on the 5 head classes (0-4) and the 5 tail classes (5-9).
 * `novel`: the digits with `dataset.unlabeled_classes=(8, 9)` (16 labels, classes 8 and 9 only in the
   unlabeled stream) and `suave.num_prototypes` = 10 or 12, equipartitioned, and 12 with the known
@@ -57,7 +58,8 @@ from selax import evaluate, sharding, train  # noqa: E402
 from selax.checkpoint import Checkpointer  # noqa: E402
 from selax.data import datasets  # noqa: E402
 
-PRIOR_PLOT = os.path.join(REPO, "experiments", "results", "estimated_prior.png")
+PRIOR_PLOT = os.path.join(REPO, "experiments", "results", "estimated_prior{}.png")  # "" or "_swav".
+PRETRAINING = os.path.join(REPO, "configs", "swav_default.py")  # The `swav_*` rows' `config.pretrain`.
 RESULTS = os.path.join(REPO, "experiments", "results", "digits_studies.json")
 HEAD_CLASSES = (0, 1, 2, 3, 4)
 NOVEL_CLASSES = (8, 9)
@@ -105,6 +107,9 @@ def variants(study: str) -> dict[str, dict]:
             for tau in RELAXATIONS:  # Equipartition as a penalty, not a constraint.
                 rows[f"relaxed_{tau}"] = {**longtail, "suave.prototype_relaxation": tau}
                 rows[f"balanced_relaxed_{tau}"] = {"suave.prototype_relaxation": tau}
+            # The same after SwAV pre-training on the same images (configs/default.py's own stage).
+            for row in ("equipartition", "true_prior", "estimated_prior", "balanced_estimated_prior"):
+                rows[f"swav_{row}"] = {**rows[row], "pretrain": PRETRAINING}
         return rows
     if study == "sela_views":
         return {views: {"sela.label_views": views} for views in ("augmented", "clean")}
@@ -124,8 +129,8 @@ def configured(study: str, overrides: dict, seed: int):
     config = base_config(STUDY_CONFIGS[study])
     config.seed = seed
     for field, value in overrides.items():
-        section, name = field.split(".")
-        config[section][name] = value
+        *section, name = field.split(".")
+        (config[section[0]] if section else config)[name] = value
     return config
 
 
@@ -258,17 +263,18 @@ def print_table(rows: list[dict]) -> None:
             print(f"{r['variant']:<16}{cells}")
 
 
-def plot_estimated_priors(rows: list[dict], path: str) -> None:
+def plot_estimated_priors(rows: list[dict], path: str, prefix: str = "") -> None:
     """Bars of the true train class proportions against the estimated ones (mean and std over the seeds),
-    one panel for the long-tailed digits and one for the balanced digits."""
+    one panel for the long-tailed digits and one for the balanced digits; `prefix` "swav_": the rows
+    after SwAV pre-training."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = [
-        ("estimated_prior", "long-tailed digits (digits_longtail)", np.asarray(longtail_train_frequencies())),
-        ("balanced_estimated_prior", "balanced digits", np.full(10, 0.1)),
+        (f"{prefix}estimated_prior", "long-tailed digits (digits_longtail)", np.asarray(longtail_train_frequencies())),
+        (f"{prefix}balanced_estimated_prior", "balanced digits", np.full(10, 0.1)),
     ]
     by_variant = {r["variant"]: r for r in rows if r["study"] == "prior"}
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
@@ -283,7 +289,8 @@ def plot_estimated_priors(rows: list[dict], path: str) -> None:
         axis.set(title=title, xlabel="class", xticks=classes)
     axes[0].set_ylabel("share of the unlabeled training images")
     axes[0].legend(fontsize=8)
-    figure.suptitle('Suave, suave.prototype_marginals="estimate": the learned class prior at the end of training')
+    after = ", after SwAV pre-training" if prefix else ""
+    figure.suptitle(f'Suave{after}, suave.prototype_marginals="estimate": the learned class prior at the end of training')
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -316,9 +323,11 @@ def main() -> None:
             indent=2,
         )
     print(f"wrote {RESULTS}")
-    if {"estimated_prior", "balanced_estimated_prior"} <= {v for (study, v) in previous if study == "prior"}:
-        plot_estimated_priors(list(previous.values()), PRIOR_PLOT)
-        print(f"wrote {PRIOR_PLOT}")
+    for prefix in ("", "swav_"):
+        if {f"{prefix}estimated_prior", f"{prefix}balanced_estimated_prior"} <= {v for (study, v) in previous if study == "prior"}:
+            path = PRIOR_PLOT.format(f"_{prefix[:-1]}" if prefix else "")
+            plot_estimated_priors(list(previous.values()), path, prefix)
+            print(f"wrote {path}")
 
 
 if __name__ == "__main__":
