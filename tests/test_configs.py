@@ -117,6 +117,23 @@ def test_semi_supervised_runs_start_from_a_self_supervised_pretraining_workdir(s
     assert int(stepped.step) == 1 and np.isfinite(float(metrics["total_loss"]))
 
 
+def test_the_shipped_pretraining_stages_load_with_the_runs_data():
+    """Suave's recipes name SwAV's as their stage (the folder's on the same folders); the others none."""
+    from selax.config_fields import pretraining_config
+
+    for name, arg in (("default", ""), ("folder", "suave")):
+        config = load_config(name, arg)
+        config.dataset.train_dir, config.seed = "/data/train", 4
+        stage = pretraining_config(config)
+        assert (stage.method, stage.dataset.name, stage.dataset.train_dir, stage.seed) == (
+            "swav", config.dataset.name, "/data/train", 4
+        )
+        assert stage.batch.labeled == 0 and not stage.pretrain
+        assert not load_config(name, f"{arg},smoke" if arg else "smoke").pretrain  # :smoke runs one stage.
+    for name, arg in (("daino_default", ""), ("sela_default", ""), ("folder", "daino"), ("cifar100", "400")):
+        assert not load_config(name, arg).pretrain
+
+
 def test_config_arguments_are_typed_and_unknown_ones_refused():
     with pytest.raises(ValueError, match="Unknown config argument 'smok'; this config accepts: smoke"):
         load_config("default", "smok")
