@@ -19,6 +19,7 @@ import numpy as np
 from absl import logging
 
 HISTORY_FILE = "history.jsonl"
+METRICS_FILE = "metrics.json"  # Written once, when the run has finished.
 PENDING_SUMS_FILE = "pending_sums.json"
 # Checkpoints whose pending sums are kept (more than any run keeps checkpoints of; they are tiny).
 PENDING_SUMS_KEPT = 16
@@ -223,7 +224,7 @@ class Reporter:
         """Writes `metrics.json` and `curves.png` (training curves) into `workdir`."""
         if not self._active:
             return
-        with open(os.path.join(workdir, "metrics.json"), "w") as f:
+        with open(os.path.join(workdir, METRICS_FILE), "w") as f:
             json.dump(dict(final_metrics), f, indent=2, sort_keys=True)
         plot_curves(self.history, os.path.join(workdir, "curves.png"))
         self._writer.close()

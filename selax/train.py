@@ -32,7 +32,7 @@ from selax.methods.base import CLASSIFICATION, Method, RunInfo, StepInputs
 from selax.models import encoder_for_image_size
 from selax.models.network import network_from_config
 from selax.optimizers import optimizer_from_config
-from selax.reporting import Reporter
+from selax.reporting import METRICS_FILE, Reporter
 from selax.workdir import lock as lock_workdir
 
 
@@ -514,14 +514,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Trains and evaluates as `config` says, checkpointing to and resuming from `workdir`.
 
     With `config.pretrain`, its stage runs first in `workdir/pretrain` (resuming there too; a finished
-    stage only repeats its final evaluation), and this run starts from that workdir's encoder and projector.
+    stage, one with its metrics file, is not run again), and this run starts from that workdir's encoder
+    and projector.
     """
     if config.pretrain:
         stage = pretraining_config(config)  # A bad file name fails here, before anything runs.
         validate_config(config, get_method(config.method), sharding.data_mesh().size)
         stage_dir = os.path.join(workdir, PRETRAINING_DIR)
-        logging.info("Pre-training stage (config.pretrain=%s) in %s.", config.pretrain, stage_dir)
-        run(stage, stage_dir)
+        if os.path.exists(os.path.join(stage_dir, METRICS_FILE)):
+            logging.info("Pre-training stage (config.pretrain=%s) finished in %s.", config.pretrain, stage_dir)
+        else:
+            logging.info("Pre-training stage (config.pretrain=%s) in %s.", config.pretrain, stage_dir)
+            run(stage, stage_dir)
         config = copy.deepcopy(config)
         config.model.init_checkpoint = stage_dir
     experiment = Experiment(config, sharding.data_mesh())

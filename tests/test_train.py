@@ -336,6 +336,10 @@ def test_a_pretraining_stage_trains_first_on_the_runs_data_and_starts_it(tmp_pat
     with open(tmp_path / train.CONFIG_FILE) as f:
         assert json.load(f)["model"]["init_checkpoint"] == str(stage)
     assert final["train/steps"] == config.num_steps and 0.0 <= final["test/prototype_top1"] <= 1.0
+    # The same command again: the finished stage is not run (nor evaluated) again.
+    stage_files = {path: path.stat().st_mtime_ns for path in stage.iterdir() if path.is_file()}
+    train.run(config, str(tmp_path))
+    assert {path: path.stat().st_mtime_ns for path in stage.iterdir() if path.is_file()} == stage_files
 
     config = smoke_config(pretrain=str(tmp_path / "swav.py"))
     with pytest.raises(FileNotFoundError, match=r"config.pretrain='.*swav.py': no config file .* --config.pretrain="):
