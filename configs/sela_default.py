@@ -6,8 +6,8 @@ No label is used for training (`batch.labeled=0`). Reported: NMI, adjusted NMI, 
 of each head's test argmax and of the train pseudo-labels, and kNN / linear-probe top-1 on frozen
 features with every train label. `--config=configs/sela_default.py:smoke` runs a few steps.
 
-Measured (2000 steps, 128-147 s of training at load about 2), seeds 0 / 1 / 2 / 3 / 4: test NMI 0.890 /
-0.971 / 0.908 / 0.957 / 0.913, kNN 97.0 / 99.4 / 97.8 / 98.7 / 97.8%. The label step sees one training
+Measured (2000 steps, 2 CPU devices, 121-164 s per command at load about 1.9, 2026-12-06), seeds 0 / 1 /
+2 / 3 / 4: test NMI 0.922 / 0.948 / 0.915 / 0.954 / 0.919, kNN 98.5 / 98.1 / 97.6 / 98.7 / 97.2%. The label step sees one training
 view per image (`sela.label_views="augmented"`, as the reference code); with the clean images
 (`--config.sela.label_views=clean`) seeds 0 / 1 / 2 gave 0.761 / 0.678 / 0.817, and with 1500 steps
 instead of 2000 (augmented views) 0.822 / 0.865 / 0.873.
