@@ -1,6 +1,7 @@
 """The self-supervised -> semi-supervised pipeline on the digits: SwAV then Suave, DINO then Daino.
 
     python experiments/digits_pipeline.py [--seeds 0,1,2] [--labels 1,2,4] [--pairs suave,daino]
+        [--starts scratch,pretrained]
 
 For each seed, pre-trains `configs/swav_default.py` (and `configs/dino_default.py`) without labels, then
 trains `configs/default.py` (Suave) and `configs/daino_default.py` (Daino) with 1, 2 and 4 labels per
@@ -83,9 +84,19 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--labels", default="1,2,4", help="labels per class")
     parser.add_argument("--pairs", default="suave,daino")
+    parser.add_argument(
+        "--starts", default="scratch,pretrained", help="the columns: from scratch, from the pre-training, or both"
+    )
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     labels = [int(n) for n in args.labels.split(",")]
+    starts = args.starts.split(",")
+    if not set(starts) <= {"scratch", "pretrained"}:
+        parser.error(f"--starts={args.starts}: give scratch, pretrained or both, comma-separated")
+
+    def columns(pre_name: str) -> list[str]:
+        """The starts of one pair's runs: "scratch" or the pre-training config's name."""
+        return [pre_name if start == "pretrained" else start for start in starts]
     results = load_results()
     root = tempfile.mkdtemp(prefix="selax_digits_pipeline_")
     for pair in args.pairs.split(","):
@@ -98,7 +109,7 @@ def main() -> None:
             results["runs"][f"{pre_name}/seed{seed}"] = timed_run(config, pre_dir)
             save(results)
             for num_labels in labels:
-                for start in ("scratch", pre_name):
+                for start in columns(pre_name):
                     config = load_config(semi_name)
                     config.seed = seed
                     config.dataset.labels_per_class = num_labels
@@ -116,7 +127,7 @@ def main() -> None:
             values = [runs[f"{pre_name}/seed{s}"][metric] for s in seeds]
             print(f"{pre_name + ' ' + metric:<44} {summary(values):>30}")
         for num_labels in labels:
-            for start in ("scratch", pre_name):
+            for start in columns(pre_name):
                 values = [runs[f"{semi_name}/{num_labels}/{start}/seed{s}"]["test/prototype_top1"] for s in seeds]
                 print(f"{f'{semi_name} {num_labels}/class from {start}':<44} {summary(values):>30}")
     print(f"\nwrote {RESULTS}")
