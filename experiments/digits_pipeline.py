@@ -8,7 +8,8 @@ trains `configs/default.py` (Suave) and `configs/daino_default.py` (Daino) with 
 class, from scratch and from the pre-training workdir (`--config.model.init_checkpoint=W`: encoder and
 projector loaded, the head of another shape fresh). Every run is `selax.train.run` in a fresh workdir,
 the same as `python -m selax.main --config=configs/X.py --workdir=W --config.seed=S
---config.dataset.labels_per_class=L [--config.model.init_checkpoint=W_PRE]`.
+--config.dataset.labels_per_class=L [--config.model.init_checkpoint=W_PRE]`. `--starts pretrained` runs
+only the second column, `--starts scratch` only the first (and no pre-training).
 
 Prints one line per row (mean and standard deviation over the seeds): the semi-supervised runs'
 `test/prototype_top1` (Suave: prototypes; Daino: the teacher head), and the pre-training runs' kNN and
@@ -104,10 +105,11 @@ def main() -> None:
         results["load_average_at_start"][pair] = os.getloadavg()[0]
         for seed in seeds:
             pre_dir = os.path.join(root, f"{pre_name}_seed{seed}")
-            config = load_config(pre_name)
-            config.seed = seed
-            results["runs"][f"{pre_name}/seed{seed}"] = timed_run(config, pre_dir)
-            save(results)
+            if "pretrained" in starts:
+                config = load_config(pre_name)
+                config.seed = seed
+                results["runs"][f"{pre_name}/seed{seed}"] = timed_run(config, pre_dir)
+                save(results)
             for num_labels in labels:
                 for start in columns(pre_name):
                     config = load_config(semi_name)
@@ -123,7 +125,7 @@ def main() -> None:
     print(f"\n{'row':<44} {'mean +/- std over seeds ' + args.seeds:>30}")
     for pair in args.pairs.split(","):
         semi_name, pre_name = PAIRS[pair]
-        for metric in PRETRAINING_METRICS:
+        for metric in PRETRAINING_METRICS if "pretrained" in starts else ():
             values = [runs[f"{pre_name}/seed{s}"][metric] for s in seeds]
             print(f"{pre_name + ' ' + metric:<44} {summary(values):>30}")
         for num_labels in labels:
