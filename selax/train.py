@@ -28,7 +28,7 @@ from selax.checkpoint import Checkpointer, load_pretrained
 from selax.config_fields import pretraining_config, scaled_schedule, schedule_beyond_run
 from selax.data import augment, datasets, pipeline
 from selax.methods import get_method
-from selax.methods.base import CLASSIFICATION, Method, RunInfo, StepInputs
+from selax.methods.base import CLASSIFICATION, Method, RunInfo, SplitEmbeddings, StepInputs
 from selax.models import encoder_for_image_size
 from selax.models.network import network_from_config
 from selax.optimizers import optimizer_from_config
@@ -303,7 +303,8 @@ class Experiment:
                 config.num_steps, ", config.".join(unfinished),
             )
         self.config, self.mesh, self.num_steps = config, mesh, config.num_steps
-        info = RunInfo(self.train.num_classes, self.train.size, self.num_steps, config.seed)
+        num_epochs = self.num_steps * config.batch.unlabeled / self.train.size
+        info = RunInfo(self.train.num_classes, self.train.size, self.num_steps, config.seed, num_epochs)
         self.hp = hp = method.hparams_from_config(config.method, config[config.method], info)
         self.unlabeled_stream, self.labeled_stream = pipeline.semi_supervised_streams(
             self.train.size,
@@ -395,14 +396,16 @@ class Experiment:
         return self.method.eval_variables(state.params, state.batch_stats, state.extras)
 
     def update_extras(self, state: TrainState, step: int) -> TrainState:
-        """Before the method's scheduled steps (SeLa's label updates), recomputes the extras over the
-        whole training split (`train_embeddings`); otherwise returns `state`."""
+        """Before the method's scheduled steps (SeLa's label updates, Suave's estimates of the class
+        prior), recomputes the extras over whole splits (`SplitEmbeddings`); otherwise returns `state`."""
         if step not in self.update_steps:
             return state
 
-        def embed(view: str, key: jax.Array | None) -> np.ndarray:
-            return self.train_embeddings(state, view, key)
+        def labeled() -> tuple[np.ndarray, np.ndarray]:
+            outputs = self.predict(state, self.labeled, keys=("embedding", "labels"))
+            return outputs["embedding"], outputs["labels"]
 
+        embed = SplitEmbeddings(functools.partial(self.train_embeddings, state), labeled)
         params = self.eval_variables(state)["params"]
         extras = self.method.update_extras(self.hp, state.extras, params, step, embed)
         extras = jax.device_put(extras, self.state_sharding.extras)

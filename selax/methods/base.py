@@ -35,6 +35,7 @@ class RunInfo(NamedTuple):
     num_examples: int  # Images of the training split (train positions are 0..N-1).
     num_steps: int  # Optimizer steps of the run.
     seed: int  # The run's seed (`config.seed`).
+    num_epochs: float  # Passes over the training images that the run's unlabeled batches make.
 
 
 class StepInputs(NamedTuple):
@@ -54,9 +55,16 @@ class StepInputs(NamedTuple):
     rng: jax.Array
 
 
-# `(view, key) -> embeddings [N, E]` of the whole training split in train order, through `view`:
-# "training" (one training view per image, drawn from `key` and the image's position) or "eval".
-TrainEmbeddings = Callable[[str, jax.Array | None], np.ndarray]
+class SplitEmbeddings(NamedTuple):
+    """What `update_extras` may compute over whole splits, with the evaluated params.
+
+    `train(view, key) -> embeddings [N, E]` of the training split in train order, through `view`:
+    "training" (one training view per image, drawn from `key` and the image's position) or "eval".
+    `labeled() -> (embeddings [L, E], labels int [L])` of the labeled split, through the eval view.
+    """
+
+    train: Callable[[str, jax.Array | None], np.ndarray]
+    labeled: Callable[[], tuple[np.ndarray, np.ndarray]]
 
 
 def derived(default: Any = 0) -> Any:
@@ -98,7 +106,7 @@ def _no_update_steps(hp: Any) -> tuple[int, ...]:
     return ()
 
 
-def _unchanged_extras(hp: Any, extras: Any, params: Any, step: int, embed: TrainEmbeddings) -> Any:
+def _unchanged_extras(hp: Any, extras: Any, params: Any, step: int, embed: SplitEmbeddings) -> Any:
     del hp, params, step, embed
     return extras
 
@@ -134,8 +142,8 @@ class Method:
       after_update: `(hp, params, extras, step) -> (params, extras)` after the optimizer; also called
         at initialization with `extras=None`.
       update_steps: `hp -> steps` before which `update_extras` runs.
-      update_extras: `(hp, extras, params, step, embed: TrainEmbeddings) -> extras` over the whole
-        training split (`params`: the evaluated ones).
+      update_extras: `(hp, extras, params, step, embed: SplitEmbeddings) -> extras` over whole
+        splits (`params`: the evaluated ones).
       eval_variables: `(params, batch_stats, extras) -> variables` that evaluation and `update_extras`
         apply (Daino and DINO: the teacher's).
       cluster_labels: `extras -> int [T, N]` pseudo-labels of the training split that the clustering
@@ -155,7 +163,7 @@ class Method:
     mask_gradients: Callable[[Any, Any, jax.Array], Any] = _same_gradients
     after_update: Callable[[Any, Any, Any, jax.Array], tuple[Any, Any]] = _same_params
     update_steps: Callable[[Any], tuple[int, ...]] = _no_update_steps
-    update_extras: Callable[[Any, Any, Any, int, TrainEmbeddings], Any] = _unchanged_extras
+    update_extras: Callable[[Any, Any, Any, int, SplitEmbeddings], Any] = _unchanged_extras
     eval_variables: Callable[[Any, Any, Any], dict[str, Any]] = _trained_variables
     cluster_labels: Callable[[Any], np.ndarray | jax.Array | None] = _no_cluster_labels
     head_probabilities: Callable[[Any, jax.Array], jax.Array] = _softmax

@@ -1,6 +1,5 @@
 """Pieces every method uses: the multi-crop forward with batch statistics threaded through, the labeled
-term of the semi-supervised methods, the check of a configured class prior, and the update of an
-estimated one."""
+term of the semi-supervised methods, and the check of a configured class prior."""
 
 import dataclasses
 import math
@@ -57,7 +56,7 @@ def semi_supervised_loss(
     return losses.frequency_weighted_mean(labeled_rows, ramp * unlabeled_rows, hp.labeled_weight)
 
 
-ESTIMATE = "estimate"  # A class prior learned from the unlabeled data during training (`updated_prior`).
+ESTIMATE = "estimate"  # A class prior learned from the unlabeled data during training (Suave).
 
 
 def checked_marginals(
@@ -91,42 +90,3 @@ def checked_marginals(
             " (a small one for a rare class)."
         )
     return masses
-
-
-def prior_adjusted(probabilities: jax.Array, prior: jax.Array) -> jax.Array:
-    """Class probabilities `[B, K]` of a classifier that assumes balanced classes, re-weighted to the
-    class prior `prior [K]` (Bayes: p(y | x) prior(y), renormalized over y); their batch mean is one EM
-    step of the class proportions of the batch's images (the prior-shift EM of Saerens et al., 2002)."""
-    weighted = probabilities * prior[None]
-    return weighted / jnp.sum(weighted, axis=-1, keepdims=True)
-
-
-def updated_prior(
-    prior: jax.Array,
-    probabilities: jax.Array,
-    momentum: float,
-    floor: float,
-    observed: jax.Array | None = None,
-) -> jax.Array:
-    """One step of an estimated class prior: the moving average of the predicted class distribution.
-
-    Args:
-      prior: float [K], the current estimate (sums to 1; start from uniform).
-      probabilities: float [B, K], class probabilities of a batch of unlabeled images.
-      momentum: weight of the current estimate, in [0, 1).
-      floor: each class keeps at least `floor / K` before renormalizing, so no class's mass reaches zero
-        (the estimate sums to 1 and every entry is >= floor / (K (1 + floor))).
-      observed: bool [K], the classes the probabilities can name (None: all). The others keep their
-        mass; the observed ones share theirs as the batch mean says.
-    Returns:
-      float [K], the new estimate.
-    """
-    num_classes = prior.shape[-1]
-    batch_mean = jnp.mean(jax.lax.stop_gradient(probabilities), axis=0)
-    if observed is None:
-        target = batch_mean
-    else:
-        observed_mass = jnp.sum(jnp.where(observed, prior, 0.0))
-        target = jnp.where(observed, batch_mean / jnp.maximum(jnp.sum(batch_mean), 1e-12) * observed_mass, prior)
-    bounded = jnp.maximum(momentum * prior + (1.0 - momentum) * target, floor / num_classes)
-    return bounded / jnp.sum(bounded)

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from selax.methods.base import CLUSTERING, REPRESENTATION, Method, RunInfo, StepInputs, TrainEmbeddings, derived
+from selax.methods.base import CLUSTERING, REPRESENTATION, Method, RunInfo, StepInputs, SplitEmbeddings, derived
 from selax.methods.common import ESTIMATE, checked_marginals
 from selax.models.heads import normalize_prototypes, unit_normal_columns
 from selax.sinkhorn import sinkhorn_labels
@@ -55,7 +55,7 @@ class HParams:
 
     num_clusters: int | None = None  # None: as many clusters as classes.
     num_heads: int = 10
-    num_label_updates: int = 80
+    num_label_updates: int = 80  # At most, and at most one per pass over the training images.
     temperature: float | None = None  # None: plain linear heads; else unit-norm prototypes, scores / temperature.
     lam: float = 25.0  # Sinkhorn's lambda; epsilon = 1 / lambda.
     sinkhorn_tol: float = 1e-3  # L1 column-marginal error (selax.sinkhorn).
@@ -91,9 +91,12 @@ def resolve(hp: HParams, info: RunInfo) -> HParams:
             " proportions from, and its heads' mean prediction returns the very marginals their pseudo-labels"
             " were solved with. Give the masses (e.g. from a labeled sample), or leave it unset."
         )
+    if hp.num_label_updates < 1:
+        raise ValueError(f"config.sela.num_label_updates={hp.num_label_updates} must be at least 1.")
     return dataclasses.replace(
         hp,
         num_clusters=num_clusters,
+        num_label_updates=label_update_count(hp.num_label_updates, info.num_epochs),
         cluster_marginals=cluster_marginals,
         num_examples=info.num_examples,
         num_steps=info.num_steps,
@@ -146,6 +149,17 @@ def init_extras(hp: HParams, params: Any, batch_stats: Any) -> dict[str, jax.Arr
             aux_key, hp.aux_num_heads, hp.num_examples, hp.aux_num_clusters
         )
     return extras
+
+
+def label_update_count(num_label_updates: int, num_epochs: float) -> int:
+    """`num_label_updates`, but no more than the run's passes over the training images (at least one).
+
+    Each label update is a forward pass over the whole training set: capped at one per epoch, the label
+    step adds at most about a sixth to a run's compute (an epoch of two views forward and backward), on
+    any dataset size. The papers' recipe (about 80 updates in 400 ImageNet epochs) and the digits' (80
+    in about 400 epochs) are below the cap; a 60-epoch run on a large folder makes 60.
+    """
+    return max(1, min(num_label_updates, int(num_epochs)))
 
 
 def label_update_steps(num_steps: int, num_updates: int) -> tuple[int, ...]:
@@ -222,15 +236,15 @@ def label_step_key(hp: HParams, step: int) -> np.ndarray:
     return np.asarray(jax.random.fold_in(run_key, step))
 
 
-def update_extras(hp: HParams, extras: Any, params: Any, step: int, embed: TrainEmbeddings) -> dict[str, jax.Array]:
+def update_extras(hp: HParams, extras: Any, params: Any, step: int, embed: SplitEmbeddings) -> dict[str, jax.Array]:
     """New pseudo-labels from the embeddings `[N, E]` of the whole training split (in train order), each
     image seen through one training view drawn for this update (`label_views="augmented"`) or through the
     evaluation transform ("clean")."""
     del extras
     if hp.label_views == "augmented":
-        train_embeddings = embed("training", label_step_key(hp, step))
+        train_embeddings = embed.train("training", label_step_key(hp, step))
     else:
-        train_embeddings = embed("eval", None)
+        train_embeddings = embed.train("eval", None)
     head = params["head"]
     new_extras = dict(labels=pseudo_labels(hp, train_embeddings, head["prototypes"], hp.cluster_marginals))
     if hp.aux_num_heads:

@@ -11,18 +11,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from selax import losses
 from selax.methods import swav
-from selax.methods.base import CLASSIFICATION, RunInfo, StepInputs
-from selax.methods.common import (
-    ESTIMATE,
-    LabeledTerm,
-    forward_crops,
-    prior_adjusted,
-    semi_supervised_loss,
-    updated_prior,
-)
+from selax.label_spreading import label_spreading, spread_label_counts
+from selax.methods.base import CLASSIFICATION, RunInfo, SplitEmbeddings, StepInputs, derived
+from selax.methods.common import ESTIMATE, LabeledTerm, forward_crops, semi_supervised_loss
+
+# Folded into `PRNGKey(seed)`, then the step, for the images an estimate of the prior subsamples.
+PRIOR_SAMPLE_STREAM = 0x9210
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,58 +32,97 @@ class HParams(swav.HParams, LabeledTerm):
     w * labeled + (1 - w) * unlabeled. More prototypes than classes leave free prototypes (e.g. for
     `dataset.unlabeled_classes`). `prototype_marginals` (one positive mass per prototype, e.g. the known
     class frequencies of the unlabeled data) replaces the Sinkhorn's equipartition; "estimate" learns
-    them during training from the unlabeled images' nearest labeled class means
-    (`class_mean_probabilities`). `prototype_relaxation` (SwAV's field) makes the masses a penalty
+    them (`update_extras`): before step 0 (and at `prior_updates` evenly spaced steps in all), the labels
+    are spread from the labeled images to the training images over a neighbour graph of their
+    embeddings, and each class's share of the spread labels becomes its mass. `prototype_relaxation` (SwAV's field) makes the masses a penalty
     rather than a constraint, so a class may take more or fewer unlabeled images than its mass.
     """
 
     num_prototypes: int | None = None  # None: one per class.
     labeled_mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixup of labeled images and labels; 0: off.
     supervised_only: bool = False  # The baseline: labeled images alone, no unlabeled image is seen.
-    prior_momentum: float = 0.99  # prototype_marginals="estimate": the estimate's moving-average momentum per step.
-    prior_floor: float = 0.1  # prototype_marginals="estimate": no prototype's mass falls below prior_floor / K.
+    # prototype_marginals="estimate": how often the prior is estimated (1: once, before step 0, from the
+    # starting encoder), from how many images at most (a random subset of the training images beyond),
+    # and the least mass of a prototype, prior_floor / K.
+    prior_updates: int = 1
+    prior_sample_size: int = 8192
+    prior_floor: float = 0.1
+    num_steps: int = derived()
+    seed: int = derived()
 
 
 def resolve(hp: HParams, info: RunInfo) -> HParams:
-    if not (0 <= hp.prior_momentum < 1 and 0 < hp.prior_floor <= 1):
+    if not (hp.prior_updates >= 1 and hp.prior_sample_size >= 64 and 0 < hp.prior_floor <= 1):
         raise ValueError(
-            f"config.suave.prior_momentum={hp.prior_momentum} must be in [0, 1) and"
+            f"config.suave.prior_updates={hp.prior_updates} must be at least 1,"
+            f" config.suave.prior_sample_size={hp.prior_sample_size} at least 64 and"
             f" config.suave.prior_floor={hp.prior_floor} in (0, 1]."
         )
+    hp = dataclasses.replace(hp, num_steps=info.num_steps, seed=info.seed)
     return swav.resolve(hp, info, section="suave", estimable=True)
 
 
 def init_extras(hp: HParams, params: Any, batch_stats: Any) -> dict[str, jnp.ndarray]:
     """SwAV's extras; with `prototype_marginals="estimate"`, the estimated prior `prototype_prior [K]`,
-    uniform at first."""
+    uniform until the first estimate (before step 0, `update_extras`)."""
     extras = swav.init_extras(hp, params, batch_stats)
     if hp.prototype_marginals == ESTIMATE:
         extras["prototype_prior"] = jnp.full((hp.num_prototypes,), 1.0 / hp.num_prototypes, jnp.float32)
     return extras
 
 
-def class_mean_probabilities(
-    labeled_embeddings: jnp.ndarray,
-    labels: jnp.ndarray,
-    unlabeled_embeddings: jnp.ndarray,
-    num_classes: int,
-    temperature: float,
-) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """`(probabilities [Bu, K], observed [K])`: class probabilities of unlabeled embeddings `[Bu, E]` by
-    their cosine to each class's mean labeled embedding (`labeled_embeddings [Bl, E]`, `labels [Bl]`)
-    over `temperature`, among the classes the labeled batch holds (`observed`). A classifier with no
-    class prior of its own, nor the Sinkhorn's: the evidence for estimating the unlabeled class
-    proportions. No gradient flows."""
+def update_steps(hp: HParams) -> tuple[int, ...]:
+    """With `prototype_marginals="estimate"`, the `prior_updates` steps `round(i * num_steps /
+    prior_updates)` (step 0 first, duplicates merged) before which the prior is estimated; else none."""
+    if hp.prototype_marginals != ESTIMATE:
+        return ()
+    return tuple(sorted({round(i * hp.num_steps / hp.prior_updates) for i in range(hp.prior_updates)}))
 
-    def unit(x: jnp.ndarray) -> jnp.ndarray:
-        return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
-    one_hot = jax.nn.one_hot(labels, num_classes)
-    counts = jnp.sum(one_hot, axis=0)
-    means = unit(one_hot.T @ unit(jax.lax.stop_gradient(labeled_embeddings)) / jnp.maximum(counts, 1.0)[:, None])
-    cosines = unit(jax.lax.stop_gradient(unlabeled_embeddings)) @ means.T
-    observed = counts > 0
-    return jax.nn.softmax(jnp.where(observed[None], cosines / temperature, -jnp.inf), axis=-1), observed
+def estimated_prior(prior: jax.Array, counts: jax.Array, floor: float, observed: jax.Array) -> jax.Array:
+    """The class prior `[K]` from `counts [K]` of images per class: proportional to the counts over the
+    `observed` classes (bool `[K]`, those with labeled images), which share the mass they hold in `prior
+    [K]`; the others keep theirs. Every class keeps at least `floor / K` before renormalizing, so none
+    reaches zero (each entry is >= floor / (K (1 + floor)))."""
+    num_classes = prior.shape[-1]
+    counts = jnp.where(observed, counts, 0.0)
+    observed_mass = jnp.sum(jnp.where(observed, prior, 0.0))
+    shares = jnp.where(observed, counts / jnp.maximum(jnp.sum(counts), 1e-12) * observed_mass, prior)
+    shares = jnp.where(jnp.sum(counts) > 0, shares, prior)  # No image reached: nothing learned.
+    bounded = jnp.maximum(shares, floor / num_classes)
+    return bounded / jnp.sum(bounded)
+
+
+def prior_sample(hp: HParams, step: int, num_labeled: int, num_train: int) -> tuple[np.ndarray, np.ndarray]:
+    """The labeled and training positions an estimate at `step` spreads over: all of them when they fit in
+    `prior_sample_size`, else random subsets (labeled images at most half), drawn from the seed and step."""
+    labeled_take = min(num_labeled, hp.prior_sample_size // 2)
+    train_take = min(num_train, hp.prior_sample_size - labeled_take)
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(hp.seed), PRIOR_SAMPLE_STREAM), step)
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)))
+
+    def subset(size: int, take: int) -> np.ndarray:
+        return np.arange(size) if take == size else np.sort(rng.choice(size, take, replace=False))
+
+    return subset(num_labeled, labeled_take), subset(num_train, train_take)
+
+
+def update_extras(hp: HParams, extras: Any, params: Any, step: int, embed: SplitEmbeddings) -> dict[str, jax.Array]:
+    """With `prototype_marginals="estimate"`, a new estimate of the prior (`prototype_prior [K]`): the
+    labeled images' labels spread over a neighbour graph of (a sample of) the labeled and training images'
+    embeddings (`selax.label_spreading`), each class's share of the training images' spread labels,
+    bounded below by `prior_floor / K` (`estimated_prior`)."""
+    del params
+    labeled_embeddings, labels = embed.labeled()
+    train_embeddings = embed.train("eval", None)
+    labeled_positions, train_positions = prior_sample(hp, step, len(labels), len(train_embeddings))
+    labels = np.asarray(labels)[labeled_positions]
+    scores = label_spreading(
+        labeled_embeddings[labeled_positions], labels, train_embeddings[train_positions], hp.num_prototypes
+    )
+    observed = jnp.asarray(np.bincount(labels, minlength=hp.num_prototypes) > 0)
+    prior = estimated_prior(extras["prototype_prior"], spread_label_counts(scores), hp.prior_floor, observed)
+    return dict(extras, prototype_prior=prior)
 
 
 def loss_fn(hp: HParams, params: Any, inputs: StepInputs):
@@ -136,16 +173,6 @@ def loss_fn(hp: HParams, params: Any, inputs: StepInputs):
     )
     clustering_loss = semi_supervised_loss(hp, labeled_rows, unlabeled_rows, inputs.step)
     metrics.update(unlabeled_metrics, clustering_loss=clustering_loss)
-    if hp.prototype_marginals == ESTIMATE:  # One EM step of the unlabeled class proportions, averaged.
-        prior = inputs.extras["prototype_prior"]
-        unlabeled_embeddings = jnp.concatenate([outputs[1 + i]["embedding"] for i in range(hp.num_global_views)])
-        evidence, observed = class_mean_probabilities(
-            labeled["embedding"], labels, unlabeled_embeddings, hp.num_prototypes, hp.temperature
-        )
-        evidence = prior_adjusted(evidence, jnp.where(observed, prior, 0.0))
-        new_prior = updated_prior(prior, evidence, hp.prior_momentum, hp.prior_floor, observed)
-        extras = dict(extras, prototype_prior=new_prior)
-        metrics.update(prior_min=jnp.min(prior), prior_max=jnp.max(prior))
     return clustering_loss + linear_loss, (batch_stats, extras, metrics)
 
 
@@ -157,5 +184,7 @@ METHOD = dataclasses.replace(
     uses_labels=True,
     resolve=resolve,
     init_extras=init_extras,
+    update_steps=update_steps,
+    update_extras=update_extras,
     smoke=swav.SMOKE,
 )
