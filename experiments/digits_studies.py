@@ -12,7 +12,8 @@ fresh workdir under a temporary directory, then restored to predict the test spl
   exponentially, 122 -> 12 images (494 in all), imbalance ratio 10; the test split is digits' own,
   balanced, 52-55 per class). The labeled subset is still 2 images per class. Rows: Sinkhorn targets
   equipartitioned (the paper), with `suave.prototype_marginals` set to the true train class
-  frequencies, or estimated during training (`"estimate"`, the prior unknown to the method); and on the
+  frequencies, or estimated (`"estimate"`: label spreading from the labeled images over the train images'
+  embeddings, before step 0; the prior unknown to the method); and on the
   balanced digits, equipartition against the estimate (`balanced_*`: what estimating costs when the
   classes are balanced); and equipartition relaxed to a KL penalty of weight tau
   (`suave.prototype_relaxation`, rows `relaxed_TAU` and `balanced_relaxed_TAU`); rows `swav_*`: the
@@ -100,7 +101,7 @@ def variants(study: str) -> dict[str, dict]:
             "equipartition": longtail,
             "true_prior": {**longtail, prior_field: longtail_train_frequencies()},
         }
-        if study == "prior":  # The prior learned during training, on the long tail and on the balanced digits.
+        if study == "prior":  # The prior estimated from the images, on the long tail and on the balanced digits.
             rows["estimated_prior"] = {**longtail, prior_field: "estimate"}
             rows["balanced_equipartition"] = {}
             rows["balanced_estimated_prior"] = {prior_field: "estimate"}
@@ -227,7 +228,7 @@ def run_study(study: str, seeds: list[int], root: str, only: list[str] | None = 
             start = time.perf_counter()
             final, test, extras = train_and_predict(config, os.path.join(root, f"{study}_{variant}_seed{seed}"))
             metrics = STUDY_METRICS[study](final, test)
-            if "prototype_prior" in extras:  # `prototype_marginals="estimate"`: what it learned.
+            if "prototype_prior" in extras:  # `prototype_marginals="estimate"`: what it estimated.
                 metrics["estimated_prior"] = [float(m) for m in extras["prototype_prior"]]
             runs.append({"seed": seed, "wall_seconds": time.perf_counter() - start, **metrics})
             print(
@@ -290,7 +291,7 @@ def plot_estimated_priors(rows: list[dict], path: str, prefix: str = "") -> None
     axes[0].set_ylabel("share of the unlabeled training images")
     axes[0].legend(fontsize=8)
     after = ", after SwAV pre-training" if prefix else ""
-    figure.suptitle(f'Suave{after}, suave.prototype_marginals="estimate": the learned class prior at the end of training')
+    figure.suptitle(f'Suave{after}, suave.prototype_marginals="estimate": the class prior estimated by label spreading')
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
