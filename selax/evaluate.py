@@ -16,6 +16,7 @@ sharded over its rows); the clustering metrics are small combinatorics on a cont
 """
 
 import functools
+from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 import jax
@@ -69,6 +70,12 @@ def _fraction_correct(predictions: jax.Array, labels: jax.Array) -> float:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Top-1 of given scores
+
+
+def output_names(class_names: Sequence[str], num_outputs: int) -> tuple[str, ...]:
+    """Names of a classifier head's `num_outputs` outputs: the class names, then `prototype k` for each
+    output beyond the classes (Suave's free prototypes, `suave.num_prototypes` > classes)."""
+    return (*class_names, *(f"prototype {k}" for k in range(len(class_names), num_outputs)))
 
 
 def top1_accuracy(scores: ArrayLike, labels: ArrayLike) -> float:

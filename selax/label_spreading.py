@@ -40,7 +40,7 @@ def label_spreading(
     matrix (float32), so subsample beyond about 10^4 images.
 
     Args:
-      num_neighbors: out-links per node before symmetrizing (fewer than the nodes).
+      num_neighbors: out-links per node before symmetrizing (all other nodes when there are fewer).
       alpha: in (0, 1), how far labels travel along the graph (1 - alpha: how strongly they stay put).
       max_iters: conjugate-gradient iterations (the system is symmetric positive definite).
     """
@@ -48,7 +48,7 @@ def label_spreading(
     num_nodes = embeddings.shape[0]
     cosines = embeddings @ embeddings.T
     cosines = jnp.where(jnp.eye(num_nodes, dtype=bool), -jnp.inf, cosines)  # No self-links.
-    nearest, neighbors = jax.lax.top_k(cosines, num_neighbors)  # [n, k] each.
+    nearest, neighbors = jax.lax.top_k(cosines, min(num_neighbors, num_nodes - 1))  # [n, k] each.
     weights = jnp.maximum(nearest, 0.0) ** SHARPENING
     rows = jnp.broadcast_to(jnp.arange(num_nodes)[:, None], neighbors.shape)
     degrees = jnp.zeros(num_nodes).at[rows].add(weights).at[neighbors].add(weights)

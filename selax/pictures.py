@@ -75,23 +75,26 @@ def embedding_map(
     return figure
 
 
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, class_names: Sequence[str]):
-    """Rows: true classes; columns: predicted; cells: fraction of the row (counts written when few classes)."""
-    count = len(class_names)
-    table = np.zeros((count, count), np.int64)
+def confusion_matrix(
+    labels: np.ndarray, predicted: np.ndarray, class_names: Sequence[str], predicted_names: Sequence[str] | None = None
+):
+    """Rows: true classes; columns: predicted (`predicted_names`, the class names and any further outputs
+    such as free prototypes; default the classes); cells: fraction of the row (counts written when few)."""
+    predicted_names = class_names if predicted_names is None else predicted_names
+    count, columns = len(class_names), len(predicted_names)
+    table = np.zeros((count, columns), np.int64)
     np.add.at(table, (labels, predicted), 1)
     fractions = table / np.maximum(table.sum(1, keepdims=True), 1)
     side = min(12.0, 2.5 + 0.45 * count)
-    figure = _figure(side + 1.0, side)
+    figure = _figure(side * columns / count + 1.0, side)
     ax = figure.subplots()
     image = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
     figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
-    if count <= MAX_LEGEND_CLASSES:
-        ticks = np.arange(count)
-        ax.set_xticks(ticks, labels=class_names, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(ticks, labels=class_names, fontsize=8)
+    if columns <= MAX_LEGEND_CLASSES:
+        ax.set_xticks(np.arange(columns), labels=predicted_names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(np.arange(count), labels=class_names, fontsize=8)
         for row in range(count):
-            for column in range(count):
+            for column in range(columns):
                 if table[row, column]:
                     colour = "white" if fractions[row, column] > 0.5 else "black"
                     ax.text(column, row, table[row, column], ha="center", va="center", fontsize=7, color=colour)

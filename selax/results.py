@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from selax import sharding, train
+from selax import evaluate, sharding, train
 from selax.checkpoint import Checkpointer
 from selax.data.readers import SplitReader
 from selax.methods.base import CLASSIFICATION, CLUSTERING
@@ -72,7 +72,8 @@ def prediction_columns(
         predicted = per_head[:, 0].argmax(-1)
         columns["predicted_label"] = predicted
         if class_names is not None:
-            columns["predicted_class"] = np.asarray(class_names, dtype=object)[predicted]
+            names = evaluate.output_names(class_names, per_head.shape[-1])
+            columns["predicted_class"] = np.asarray(names, dtype=object)[predicted]
         columns["confidence"] = per_head[:, 0].max(-1)
     elif CLUSTERING in evaluations:
         for head in range(per_head.shape[1]):

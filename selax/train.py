@@ -464,7 +464,8 @@ class Experiment:
         figures = {}
         if CLASSIFICATION in self.method.evaluations:
             figures["embedding_map"] = pictures.embedding_map(test["features"], labels, names, seed=self.config.seed)
-            figures["confusion_matrix"] = pictures.confusion_matrix(labels, predicted, names)
+            outputs = evaluate.output_names(names, probabilities.shape[-1])
+            figures["confusion_matrix"] = pictures.confusion_matrix(labels, predicted, names, outputs)
         else:
             figures["embedding_map"] = pictures.embedding_map(
                 test["features"], labels, names, clusters=predicted, seed=self.config.seed

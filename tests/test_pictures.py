@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from selax import pictures
+from selax import evaluate, pictures
 
 
 def test_embedding_map_has_a_panel_per_colouring_and_a_legend_entry_per_class():
@@ -25,6 +25,17 @@ def test_confusion_matrix_counts_and_reports_top1():
     cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts}
     assert cells == {(0, 0): "1", (0, 1): "1", (1, 0): "1", (1, 1): "2"}
     assert "60.0%" in ax.get_title()
+
+
+def test_confusion_matrix_has_a_column_for_each_free_prototype():
+    labels, predicted = np.array([0, 1, 1]), np.array([0, 2, 1])
+    outputs = evaluate.output_names(["a", "b"], 3)
+    assert outputs == ("a", "b", "prototype 2")
+    ax = pictures.confusion_matrix(labels, predicted, ["a", "b"], outputs).axes[0]
+    cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts}
+    assert cells == {(0, 0): "1", (1, 2): "1", (1, 1): "1"}
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "prototype 2"]
+    assert "66.7%" in ax.get_title()
 
 
 def test_gallery_shows_each_large_clusters_most_confident_images():

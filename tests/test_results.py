@@ -80,6 +80,9 @@ def test_prediction_columns_follow_the_methods_evaluations():
     columns = results.prediction_columns((CLASSIFICATION,), probabilities, ["x", "y", "z"])
     np.testing.assert_array_equal(columns["predicted_label"], [1, 0])
     assert list(columns["predicted_class"]) == ["y", "x"] and list(columns["confidence"]) == [0.7, 0.6]
+    # More outputs than classes (free prototypes): the extra ones are named, not an index error.
+    free = results.prediction_columns((CLASSIFICATION,), probabilities[:, ::-1], ["x", "y"])
+    assert list(free["predicted_class"]) == ["y", "prototype 2"]
     heads = np.stack([probabilities, probabilities[:, ::-1]], axis=1)  # [N, T=2, K]
     columns = results.prediction_columns((CLUSTERING,), heads, None, pseudo_labels=np.array([[0, 1], [2, 2]]))
     np.testing.assert_array_equal(columns["cluster_head1"], [1, 2])

@@ -56,7 +56,7 @@ def semi_supervised_loss(
     return losses.frequency_weighted_mean(labeled_rows, ramp * unlabeled_rows, hp.labeled_weight)
 
 
-ESTIMATE = "estimate"  # A class prior learned from the unlabeled data during training (Suave).
+ESTIMATE = "estimate"  # A class prior estimated from the training images (Suave: `update_extras`).
 
 
 def checked_marginals(

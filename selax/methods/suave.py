@@ -32,10 +32,11 @@ class HParams(swav.HParams, LabeledTerm):
     w * labeled + (1 - w) * unlabeled. More prototypes than classes leave free prototypes (e.g. for
     `dataset.unlabeled_classes`). `prototype_marginals` (one positive mass per prototype, e.g. the known
     class frequencies of the unlabeled data) replaces the Sinkhorn's equipartition; "estimate" learns
-    them (`update_extras`): before step 0 (and at `prior_updates` evenly spaced steps in all), the labels
-    are spread from the labeled images to the training images over a neighbour graph of their
-    embeddings, and each class's share of the spread labels becomes its mass. `prototype_relaxation` (SwAV's field) makes the masses a penalty
-    rather than a constraint, so a class may take more or fewer unlabeled images than its mass.
+    them (`update_extras`): before step 0 (and at `prior_updates` evenly spaced steps in all), the
+    labels are spread from the labeled images to the training images over a neighbour graph of their
+    embeddings, and each class's share of the spread labels becomes its mass. `prototype_relaxation`
+    (SwAV's field) makes the masses a penalty rather than a constraint, so a class may take more or
+    fewer unlabeled images than its mass.
     """
 
     num_prototypes: int | None = None  # None: one per class.
