@@ -101,7 +101,7 @@ def variants(study: str) -> dict[str, dict]:
             "equipartition": longtail,
             "true_prior": {**longtail, prior_field: longtail_train_frequencies()},
         }
-        if study == "prior":  # The prior estimated from the images, on the long tail and on the balanced digits.
+        if study == "prior":  # The prior estimated from the images, on the long tail and the balanced digits.
             rows["estimated_prior"] = {**longtail, prior_field: "estimate"}
             rows["balanced_equipartition"] = {}
             rows["balanced_estimated_prior"] = {prior_field: "estimate"}
@@ -291,7 +291,7 @@ def plot_estimated_priors(rows: list[dict], path: str, prefix: str = "") -> None
     axes[0].set_ylabel("share of the unlabeled training images")
     axes[0].legend(fontsize=8)
     after = ", after SwAV pre-training" if prefix else ""
-    figure.suptitle(f'Suave{after}, suave.prototype_marginals="estimate": the class prior estimated by label spreading')
+    figure.suptitle(f'Suave{after}, suave.prototype_marginals="estimate": the prior from label spreading')
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -76,7 +76,10 @@ def embedding_map(
 
 
 def confusion_matrix(
-    labels: np.ndarray, predicted: np.ndarray, class_names: Sequence[str], predicted_names: Sequence[str] | None = None
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    class_names: Sequence[str],
+    predicted_names: Sequence[str] | None = None,
 ):
     """Rows: true classes; columns: predicted (`predicted_names`, the class names and any further outputs
     such as free prototypes; default the classes); cells: fraction of the row (counts written when few)."""

@@ -246,7 +246,8 @@ def test_label_update_is_the_argmax_of_a_numpy_sinkhorn():
     prototypes = rng.normal(size=(3, 5, 4)).astype(np.float32)  # [T, E, K]
     prototypes[:, :, 0] += 0.8 * embeddings.mean(0)  # Uneven: the plain argmax would crowd cluster 0.
     params = {"head": {"prototypes": prototypes}}
-    labels = np.asarray(sela.update_extras(hp, None, params, 1, split_embeddings(embeddings, None, None))["labels"])
+    embed = split_embeddings(embeddings, None, None)
+    labels = np.asarray(sela.update_extras(hp, None, params, 1, embed)["labels"])
     assert labels.shape == (3, 60) and labels.dtype == np.int32
     for t in range(3):
         scores = embeddings.astype(np.float64) @ prototypes[t].astype(np.float64)
@@ -285,10 +286,10 @@ def test_label_update_with_a_class_prior_is_the_argmax_of_a_numpy_sinkhorn_with_
     rng = np.random.default_rng(5)
     embeddings = rng.normal(size=(200, 6)).astype(np.float32)  # [N, E]
     params = {"head": {"prototypes": rng.normal(size=(2, 6, 4)).astype(np.float32)}}  # [T, E, K]
-    labels = np.asarray(
-        sela.update_extras(sela_hp(**fields, cluster_marginals=prior), None, params, 1, split_embeddings(embeddings, None, None))["labels"]
-    )
-    balanced = np.asarray(sela.update_extras(sela_hp(**fields), None, params, 1, split_embeddings(embeddings, None, None))["labels"])
+    embed = split_embeddings(embeddings, None, None)
+    with_prior = sela_hp(**fields, cluster_marginals=prior)
+    labels = np.asarray(sela.update_extras(with_prior, None, params, 1, embed)["labels"])
+    balanced = np.asarray(sela.update_extras(sela_hp(**fields), None, params, 1, embed)["labels"])
     for t in range(2):
         scores = embeddings.astype(np.float64) @ params["head"]["prototypes"][t].astype(np.float64)
         expected = numpy_sinkhorn_labels(log_softmax64(scores), fields["lam"], cluster_marginals=prior)
@@ -424,7 +425,8 @@ def test_estimated_prior_converges_to_the_true_class_proportions():
     ends = starts + 2.5 * rng.normal(size=(5, 8))
 
     def draw(classes: np.ndarray, where: np.ndarray) -> np.ndarray:
-        return starts[classes] + where[:, None] * (ends - starts)[classes] + 0.15 * rng.normal(size=(len(classes), 8))
+        noise = 0.15 * rng.normal(size=(len(classes), 8))
+        return starts[classes] + where[:, None] * (ends - starts)[classes] + noise
 
     classes = rng.choice(5, size=3000, p=true_prior)
     points = draw(classes, rng.uniform(size=3000))
@@ -432,7 +434,8 @@ def test_estimated_prior_converges_to_the_true_class_proportions():
     labeled = draw(labels, rng.uniform(0.0, 0.2, size=10))
     hp = hparams_of(suave, "suave", num_prototypes=5, prototype_marginals="estimate")
     extras = suave.init_extras(hp, None, None)
-    estimate = np.asarray(suave.update_extras(hp, extras, None, 0, split_embeddings(points, labeled, labels))["prototype_prior"])
+    embed = split_embeddings(points, labeled, labels)
+    estimate = np.asarray(suave.update_extras(hp, extras, None, 0, embed)["prototype_prior"])
     np.testing.assert_allclose(estimate, np.bincount(classes) / len(classes), atol=0.01)
     np.testing.assert_allclose(estimate, true_prior, atol=0.02)
     assert estimate.sum() == pytest.approx(1.0, abs=1e-6)

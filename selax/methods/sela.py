@@ -39,7 +39,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from selax.methods.base import CLUSTERING, REPRESENTATION, Method, RunInfo, StepInputs, SplitEmbeddings, derived
+from selax.methods.base import (
+    CLUSTERING,
+    REPRESENTATION,
+    Method,
+    RunInfo,
+    SplitEmbeddings,
+    StepInputs,
+    derived,
+)
 from selax.methods.common import ESTIMATE, checked_marginals
 from selax.models.heads import normalize_prototypes, unit_normal_columns
 from selax.sinkhorn import sinkhorn_labels
@@ -236,7 +244,9 @@ def label_step_key(hp: HParams, step: int) -> np.ndarray:
     return np.asarray(jax.random.fold_in(run_key, step))
 
 
-def update_extras(hp: HParams, extras: Any, params: Any, step: int, embed: SplitEmbeddings) -> dict[str, jax.Array]:
+def update_extras(
+    hp: HParams, extras: Any, params: Any, step: int, embed: SplitEmbeddings
+) -> dict[str, jax.Array]:
     """New pseudo-labels from the embeddings `[N, E]` of the whole training split (in train order), each
     image seen through one training view drawn for this update (`label_views="augmented"`) or through the
     evaluation transform ("clean")."""

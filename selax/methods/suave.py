@@ -108,7 +108,9 @@ def prior_sample(hp: HParams, step: int, num_labeled: int, num_train: int) -> tu
     return subset(num_labeled, labeled_take), subset(num_train, train_take)
 
 
-def update_extras(hp: HParams, extras: Any, params: Any, step: int, embed: SplitEmbeddings) -> dict[str, jax.Array]:
+def update_extras(
+    hp: HParams, extras: Any, params: Any, step: int, embed: SplitEmbeddings
+) -> dict[str, jax.Array]:
     """With `prototype_marginals="estimate"`, a new estimate of the prior (`prototype_prior [K]`): the
     labeled images' labels spread over a neighbour graph of (a sample of) the labeled and training images'
     embeddings (`selax.label_spreading`), each class's share of the training images' spread labels,
