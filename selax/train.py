@@ -304,7 +304,14 @@ class Experiment:
             )
         self.config, self.mesh, self.num_steps = config, mesh, config.num_steps
         num_epochs = self.num_steps * config.batch.unlabeled / self.train.size
-        info = RunInfo(self.train.num_classes, self.train.size, self.num_steps, config.seed, num_epochs)
+        info = RunInfo(
+            self.train.num_classes,
+            self.train.size,
+            self.num_steps,
+            config.seed,
+            num_epochs,
+            pretrained=bool(config.model.init_checkpoint),
+        )
         self.hp = hp = method.hparams_from_config(config.method, config[config.method], info)
         self.unlabeled_stream, self.labeled_stream = pipeline.semi_supervised_streams(
             self.train.size,

@@ -206,7 +206,7 @@ def test_label_update_schedule_is_denser_early():
 
 def test_label_updates_are_capped_at_one_per_epoch():
     def updates(num_label_updates: int, num_epochs: float) -> int:
-        info = RunInfo(10, 1000, num_steps=1000, seed=0, num_epochs=num_epochs)
+        info = RunInfo(10, 1000, num_steps=1000, seed=0, num_epochs=num_epochs, pretrained=False)
         fields = dict(num_heads=1, num_label_updates=num_label_updates)
         return sela.METHOD.hparams_from_config("sela", fields, info).num_label_updates
 
@@ -360,8 +360,10 @@ def test_clustering_heads_sow_the_overclustering_scores_and_normalize_both_proto
 
 def hparams_of(method, section: str, num_classes: int = 10, num_examples: int = 50, **fields):
     """`method`'s resolved hyper-parameters from a config section holding `fields`, in a 100-step run of
-    32-image batches."""
-    info = RunInfo(num_classes, num_examples, num_steps=100, seed=0, num_epochs=100 * 32 / num_examples)
+    32-image batches from a pre-trained encoder."""
+    info = RunInfo(
+        num_classes, num_examples, num_steps=100, seed=0, num_epochs=100 * 32 / num_examples, pretrained=True
+    )
     return method.METHOD.hparams_from_config(section, fields, info)
 
 
@@ -369,7 +371,7 @@ def sela_hparams_of(config):
     """SeLa's hyper-parameters as a run of `config` on the digits' 1,257 train images resolves them."""
     num_epochs = config.num_steps * config.batch.unlabeled / 1257
     return sela.METHOD.hparams_from_config(
-        "sela", config.sela, RunInfo(10, 1257, config.num_steps, config.seed, num_epochs)
+        "sela", config.sela, RunInfo(10, 1257, config.num_steps, config.seed, num_epochs, pretrained=False)
     )
 
 
@@ -462,6 +464,21 @@ def test_classes_with_no_labeled_image_keep_their_estimated_mass():
     observed = jnp.asarray([True, False, True, False])
     new = np.asarray(suave.estimated_prior(prior, counts, 0.01, observed))
     np.testing.assert_allclose(new, [0.15, 0.3, 0.45, 0.1], atol=1e-6)  # 0 and 2 share their 0.6 as 1:3.
+
+
+def test_an_estimate_from_a_random_encoder_is_warned_about(caplog):
+    def resolve(pretrained: bool, **fields) -> None:
+        info = RunInfo(10, 50, num_steps=100, seed=0, num_epochs=64.0, pretrained=pretrained)
+        suave.METHOD.hparams_from_config("suave", fields, info)
+
+    with caplog.at_level("WARNING"):
+        resolve(False, prototype_marginals="estimate")
+    assert "from a randomly initialized encoder" in caplog.text and "config.model.init_checkpoint" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        resolve(True, prototype_marginals="estimate")
+        resolve(False)  # Equipartition: nothing to estimate.
+    assert "randomly initialized" not in caplog.text
 
 
 def test_prior_estimates_are_evenly_spaced_from_step_0_and_sample_large_splits():

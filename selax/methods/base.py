@@ -36,6 +36,7 @@ class RunInfo(NamedTuple):
     num_steps: int  # Optimizer steps of the run.
     seed: int  # The run's seed (`config.seed`).
     num_epochs: float  # Passes over the training images that the run's unlabeled batches make.
+    pretrained: bool  # Whether the encoder starts from trained weights (`config.model.init_checkpoint`).
 
 
 class StepInputs(NamedTuple):
