@@ -18,11 +18,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from selax.models.heads import l2_normalize
+
 SHARPENING = 3.0  # Edge weights are cosine ** SHARPENING (negative cosines give no edge).
-
-
-def _unit(x: jax.Array) -> jax.Array:
-    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "num_neighbors", "max_iters"))
@@ -44,7 +42,7 @@ def label_spreading(
       alpha: in (0, 1), how far labels travel along the graph (1 - alpha: how strongly they stay put).
       max_iters: conjugate-gradient iterations (the system is symmetric positive definite).
     """
-    embeddings = _unit(jnp.concatenate([labeled_embeddings, unlabeled_embeddings]).astype(jnp.float32))
+    embeddings = l2_normalize(jnp.concatenate([labeled_embeddings, unlabeled_embeddings]))
     num_nodes = embeddings.shape[0]
     cosines = embeddings @ embeddings.T
     cosines = jnp.where(jnp.eye(num_nodes, dtype=bool), -jnp.inf, cosines)  # No self-links.

@@ -1,5 +1,6 @@
 """Pieces every method uses: the multi-crop forward with batch statistics threaded through, the labeled
-term of the semi-supervised methods, and the check of a configured class prior."""
+term of the semi-supervised methods, the host-side keys of whole-split updates, and the check of a
+configured class prior."""
 
 import dataclasses
 import math
@@ -7,6 +8,7 @@ from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from selax import losses
 from selax.models.heads import apply_per_resolution
@@ -54,6 +56,13 @@ def semi_supervised_loss(
     steps = hp.unlabeled_rampup_steps
     ramp = jnp.clip(step / steps, 0.0, 1.0) if steps else 1.0
     return losses.frequency_weighted_mean(labeled_rows, ramp * unlabeled_rows, hp.labeled_weight)
+
+
+def step_key(seed: int, stream: int, step: int) -> np.ndarray:
+    """uint32 `[2]`: the key of a whole-split update before `step` (SeLa's label-step views, Suave's prior
+    sample), from the run's seed, the update's `stream` and the step alone (host-side, so the same in every
+    process)."""
+    return np.asarray(jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), stream), step))
 
 
 ESTIMATE = "estimate"  # A class prior estimated from the training images (Suave: `update_extras`).

@@ -48,7 +48,7 @@ from selax.methods.base import (
     StepInputs,
     derived,
 )
-from selax.methods.common import ESTIMATE, checked_marginals
+from selax.methods.common import ESTIMATE, checked_marginals, step_key
 from selax.models.heads import normalize_prototypes, unit_normal_columns
 from selax.sinkhorn import sinkhorn_labels
 
@@ -240,8 +240,7 @@ def pseudo_labels(
 def label_step_key(hp: HParams, step: int) -> np.ndarray:
     """The key of the training views of the label update before `step`, from the seed and the step alone
     (host-side, so the same in every process)."""
-    run_key = jax.random.fold_in(jax.random.PRNGKey(hp.seed), LABEL_VIEWS_STREAM)
-    return np.asarray(jax.random.fold_in(run_key, step))
+    return step_key(hp.seed, LABEL_VIEWS_STREAM, step)
 
 
 def update_extras(

@@ -18,7 +18,7 @@ from selax import losses
 from selax.methods import swav
 from selax.label_spreading import label_spreading, spread_label_counts
 from selax.methods.base import CLASSIFICATION, RunInfo, SplitEmbeddings, StepInputs, derived
-from selax.methods.common import ESTIMATE, LabeledTerm, forward_crops, semi_supervised_loss
+from selax.methods.common import ESTIMATE, LabeledTerm, forward_crops, semi_supervised_loss, step_key
 
 # Folded into `PRNGKey(seed)`, then the step, for the images an estimate of the prior subsamples.
 PRIOR_SAMPLE_STREAM = 0x9210
@@ -107,8 +107,7 @@ def prior_sample(hp: HParams, step: int, num_labeled: int, num_train: int) -> tu
     `prior_sample_size`, else random subsets (labeled images at most half), drawn from the seed and step."""
     labeled_take = min(num_labeled, hp.prior_sample_size // 2)
     train_take = min(num_train, hp.prior_sample_size - labeled_take)
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(hp.seed), PRIOR_SAMPLE_STREAM), step)
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)))
+    rng = np.random.default_rng(step_key(hp.seed, PRIOR_SAMPLE_STREAM, step))
 
     def subset(size: int, take: int) -> np.ndarray:
         return np.arange(size) if take == size else np.sort(rng.choice(size, take, replace=False))
