@@ -6,8 +6,8 @@ links are made symmetric (`W + W^T`) and normalized (`D^-1/2 W D^-1/2`), and the
 `(I - alpha W_norm) F = Y`, `Y` the labeled nodes' one-hot labels (zero rows for the unlabeled), by
 conjugate gradients. A label reaches an image through chains of similar images, so the images of a class
 that no labeled image resembles are still found when they resemble each other: on the long-tailed
-digits' SwAV features with 2 labels per class (seeds 0-2), 94-95% of the training images get their
-class, against 77-83% for their nearest labeled class mean.
+digits' SwAV features with 2 labels per class (seeds 0-2; 10 neighbours, alpha 0.99), 94-95% of the
+training images get their class, against 77-83% for their nearest labeled class mean.
 
 `spread_label_counts` counts the unlabeled images' spread labels: Suave's estimate of the unlabeled
 class prior (`suave.prototype_marginals="estimate"`).
@@ -29,8 +29,8 @@ def label_spreading(
     labels: jax.Array,
     unlabeled_embeddings: jax.Array,
     num_classes: int,
-    num_neighbors: int = 10,
-    alpha: float = 0.99,
+    num_neighbors: int,
+    alpha: float,
     max_iters: int = 200,
 ) -> jax.Array:
     """Class scores `[Bu, K]` of unlabeled embeddings `[Bu, E]` spread from labeled ones `[Bl, E]` with

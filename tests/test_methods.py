@@ -414,6 +414,10 @@ def test_bad_class_priors_name_the_config_field(method, section, field, extra):
             hparams_of(method, section, **extra, **{field: "estimat"})
         with pytest.raises(ValueError, match=r"config\.suave\.prior_updates=0 must be at least 1"):
             hparams_of(method, section, **extra, **{field: "estimate", "prior_updates": 0})
+        with pytest.raises(ValueError, match=r"config\.suave\.prior_neighbors=0 at least 1"):
+            hparams_of(method, section, **extra, **{field: "estimate", "prior_neighbors": 0})
+        with pytest.raises(ValueError, match=r"config\.suave\.prior_alpha=1\.0 in \(0, 1\)"):
+            hparams_of(method, section, **extra, **{field: "estimate", "prior_alpha": 1.0})
 
 
 def test_estimated_prior_converges_to_the_true_class_proportions():
@@ -503,6 +507,7 @@ def test_a_suave_run_estimates_the_prior_before_step_0_from_the_labeled_and_trai
 
     config = importlib.import_module("configs.default").get_config("smoke")
     config.suave.prototype_marginals = "estimate"
+    config.suave.prior_neighbors, config.suave.prior_alpha = 3, 0.9  # The graph follows the config.
     experiment = train.Experiment(config, sharding.data_mesh(jax.devices()[:1]))
     state = experiment.init_state()
     assert experiment.update_steps == {0}
@@ -510,7 +515,16 @@ def test_a_suave_run_estimates_the_prior_before_step_0_from_the_labeled_and_trai
     labeled = experiment.predict(state, experiment.labeled, keys=("embedding", "labels"))
     train_embeddings = experiment.predict(state, experiment.train, keys=("embedding",))["embedding"]
     counts = np.asarray(
-        spread_label_counts(label_spreading(labeled["embedding"], labeled["labels"], train_embeddings, 10))
+        spread_label_counts(
+            label_spreading(
+                labeled["embedding"],
+                labeled["labels"],
+                train_embeddings,
+                10,
+                num_neighbors=3,
+                alpha=0.9,
+            )
+        )
     )
     expected = np.maximum(counts / counts.sum(), config.suave.prior_floor / 10)
     np.testing.assert_allclose(estimated, expected / expected.sum(), atol=1e-6)
