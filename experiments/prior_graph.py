@@ -1,7 +1,8 @@
 """How well the estimated class prior (`suave.prototype_marginals="estimate"`) reads the class shares from
 SwAV features, for each graph of the label spreading: neighbours per image x how far labels travel.
 
-    python experiments/prior_graph.py [--seeds 0,1,2,3,4] [--neighbors 5,10,20] [--alphas 0.5,0.7,0.8,0.9,0.95,0.99]
+    python experiments/prior_graph.py [--seeds 0,1,2,3,4] [--neighbors 5,10,20]
+        [--alphas 0.5,0.7,0.8,0.9,0.95,0.99]
 
 For the balanced digits and the long-tailed digits (`dataset.name=digits_longtail`), each seed runs the
 pre-training stage of `configs/default.py` (SwAV, 600 steps, on that seed and data; the `swav_*` rows of
@@ -33,7 +34,8 @@ from selax.config_fields import pretraining_config  # noqa: E402
 from selax.label_spreading import label_spreading, spread_label_counts  # noqa: E402
 
 RESULTS = os.path.join(REPO, "experiments", "results", "prior_graph.json")
-DATA = {"balanced": "swav_balanced_estimated_prior", "long_tail": "swav_estimated_prior"}  # digits_studies rows.
+# The data sets, as rows of `digits_studies.py --study prior` (their SwAV stage and data).
+DATA = {"balanced": "swav_balanced_estimated_prior", "long_tail": "swav_estimated_prior"}
 
 
 def starting_embeddings(row: str, seed: int, workdir: str) -> dict[str, np.ndarray]:
@@ -63,7 +65,9 @@ def estimated_shares(data: dict[str, np.ndarray], num_neighbors: int, alpha: flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--neighbors", default="5,10,20")
     parser.add_argument("--alphas", default="0.5,0.7,0.8,0.9,0.95,0.99")
@@ -92,11 +96,14 @@ def main() -> None:
                     "neighbors": k,
                     "alpha": alpha,
                     "l1": errors,
-                    "mean_l1": {n: float(np.mean([e for s, e in errors.items() if s.startswith(n)])) for n in DATA},
+                    "mean_l1": {
+                        n: float(np.mean([e for s, e in errors.items() if s.startswith(n)])) for n in DATA
+                    },
                     "balanced_class_1_share": class_1,
                 }
             )
-    print(f"{'k':>3} {'alpha':>5} | {'balanced L1 (seeds)':<36} mean  | {'long tail L1 (seeds)':<36} mean  | class-1 share")
+    header = f"{'balanced L1 (seeds)':<36} mean  | {'long tail L1 (seeds)':<36} mean  | class-1 share"
+    print(f"{'k':>3} {'alpha':>5} | {header}")
     for row in rows:
         cells = []
         for name in DATA:
