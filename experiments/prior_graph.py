@@ -36,11 +36,12 @@ from selax.label_spreading import label_spreading, spread_label_counts  # noqa: 
 RESULTS = os.path.join(REPO, "experiments", "results", "prior_graph.json")
 # The data sets, as rows of `digits_studies.py --study prior` (their SwAV stage and data).
 DATA = {"balanced": "swav_balanced_estimated_prior", "long_tail": "swav_estimated_prior"}
+NUM_CLASSES = 10  # The digits.
 
 
 def starting_embeddings(row: str, seed: int, workdir: str) -> dict[str, np.ndarray]:
-    """Pre-trains the study row's SwAV stage in `workdir`; the labeled and train embeddings (and labels) of
-    the network Suave starts from."""
+    """Pre-trains the study row's SwAV stage in `workdir`; the labeled and train embeddings of the network
+    Suave starts from, the labeled images' labels and the train images' true class shares."""
     config = configured("prior", variants("prior")[row], seed)
     train.run(pretraining_config(config), workdir)
     config.pretrain, config.model.init_checkpoint = "", workdir
@@ -52,13 +53,13 @@ def starting_embeddings(row: str, seed: int, workdir: str) -> dict[str, np.ndarr
         "labeled": labeled["embedding"],
         "labels": labeled["labels"],
         "train": train_split["embedding"],
-        "train_labels": train_split["labels"],
+        "true_shares": np.bincount(train_split["labels"], minlength=NUM_CLASSES) / len(train_split["labels"]),
     }
 
 
 def estimated_shares(data: dict[str, np.ndarray], num_neighbors: int, alpha: float) -> np.ndarray:
     scores = label_spreading(
-        data["labeled"], data["labels"], data["train"], 10, num_neighbors=num_neighbors, alpha=alpha
+        data["labeled"], data["labels"], data["train"], NUM_CLASSES, num_neighbors=num_neighbors, alpha=alpha
     )
     counts = np.asarray(spread_label_counts(scores))
     return counts / counts.sum()
@@ -86,9 +87,8 @@ def main() -> None:
         for alpha in alphas:
             errors, class_1 = {}, []
             for (name, seed), data in sets.items():
-                true = np.bincount(data["train_labels"], minlength=10) / len(data["train_labels"])
                 shares = estimated_shares(data, k, alpha)
-                errors[f"{name}_seed{seed}"] = float(np.abs(shares - true).sum())
+                errors[f"{name}_seed{seed}"] = float(np.abs(shares - data["true_shares"]).sum())
                 if name == "balanced":
                     class_1.append(float(shares[1]))
             rows.append(
