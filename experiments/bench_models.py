@@ -18,6 +18,8 @@ Usage:
   python experiments/bench_models.py                          # ~15 min on 2 idle cores
   python experiments/bench_models.py --xla-variants all       # also the XLA flag variants on the CIFAR ResNet-18
   python experiments/bench_models.py --steps 3 --cases small_cnn --no-layers
+  python experiments/bench_models.py --rounds 5 --cases small_cnn_28 --runs "" --no-layers   # medians of 5
+                                                              # interleaved passes, steadier on a shared machine
 Writes experiments/results/bench_models.json.
 """
 
@@ -82,8 +84,12 @@ def time_steps(step, steps: int, warmup: int = 2) -> dict:
 
 
 def jax_train_step(case: str, dtype_name: str):
-    """The selax encoder's jitted train step (state donated, replicated; the batch split over every
-    device) and its initial state."""
+    """The selax encoder's jitted train step `train_step(state, batch)` (state donated, replicated), its
+    initial state and a random batch split over every device.
+
+    The batch is an argument, never a closed-over array: jit would embed it as a replicated constant,
+    and every device would then run the whole batch (the 2-device rows before 2026-12-07 did).
+    """
     import flax.linen as nn  # pylint: disable=import-outside-toplevel
     import jax  # pylint: disable=import-outside-toplevel
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
@@ -107,7 +113,7 @@ def jax_train_step(case: str, dtype_name: str):
     optimizer = optax.sgd(0.01, momentum=0.9)
     state = jax.device_put((params, variables.get("batch_stats", {}), optimizer.init(params)), sharding.replicated(mesh))
 
-    def loss_fn(params, batch_stats):
+    def loss_fn(params, batch_stats, images, labels):
         features, updates = encoder.apply(
             {"params": params["encoder"], "batch_stats": batch_stats},
             images,
@@ -118,13 +124,13 @@ def jax_train_step(case: str, dtype_name: str):
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), updates["batch_stats"]
 
     @functools.partial(jax.jit, donate_argnums=0)
-    def train_step(state):
+    def train_step(state, batch):
         params, batch_stats, opt_state = state
-        (_, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats)
+        (_, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats, *batch)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), batch_stats, opt_state
 
-    return train_step, state
+    return train_step, state, (images, labels)
 
 
 def jax_row(case: str, dtype_name: str, devices: int, steps: int) -> dict:
@@ -132,11 +138,11 @@ def jax_row(case: str, dtype_name: str, devices: int, steps: int) -> dict:
     import jax  # pylint: disable=import-outside-toplevel
 
     jax.config.update("jax_num_cpu_devices", devices)
-    train_step, state = jax_train_step(case, dtype_name)
+    train_step, state, batch = jax_train_step(case, dtype_name)
 
     def step():
         nonlocal state
-        state = jax.block_until_ready(train_step(state))
+        state = jax.block_until_ready(train_step(state, batch))
 
     return time_steps(step, steps)
 
@@ -380,6 +386,20 @@ def run_worker(row: dict, steps: int) -> dict | None:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def row_label(row: dict) -> str:
+    """The printed name of a row's case."""
+    return RUNS[row["case"]][1] if row["framework"] == "selax" else CASES[row["case"]][3]
+
+
+def median_round(row_rounds: list[dict]) -> dict:
+    """A row's result from its rounds: the round of median images/s (the lower middle one for an even
+    count), with every round's images/s as `images_per_s_rounds`."""
+    ordered = sorted(row_rounds, key=lambda result: result["images_per_s"])
+    return dict(
+        ordered[(len(ordered) - 1) // 2], images_per_s_rounds=[result["images_per_s"] for result in row_rounds]
+    )
+
+
 def convolutional_net(case: str) -> bool:
     """Whether PyTorch runs `case` channels_last (its faster CPU layout for every conv net here, the small
     CNN included: 6,584 vs 5,486 images/s at 8 px, 1,044 vs 774 at 28 px on 2 threads, 2026-12-06)."""
@@ -427,6 +447,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--steps", type=int, default=5, help="timed steps per row")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="passes over every row, interleaved; each row reports its median"
+    )
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {list(CASES)}")
     parser.add_argument(
         "--output",
@@ -455,6 +478,8 @@ def main() -> None:
             timing = torch_row(row["case"], row["channels_last"], row["threads"], args.steps)
         print(json.dumps({**row, **timing}))
         return
+    if args.rounds < 1 or args.steps < 1:
+        raise ValueError(f"--rounds and --steps must be at least 1, got {args.rounds} and {args.steps}.")
     unknown = (set(args.cases.split(",")) - set(CASES) - {""}) | (set(args.runs.split(",")) - set(RUNS) - {""})
     if unknown:
         raise ValueError(f"Unknown cases or runs {sorted(unknown)}; choose from {list(CASES)} and {list(RUNS)}.")
@@ -464,23 +489,35 @@ def main() -> None:
             f"Unknown XLA variants {sorted(set(xla_variants) - set(JAX_VARIANTS))}; choose from "
             f"{list(JAX_VARIANTS)} or 'all'."
         )
-    results = []
+    rows = plan([c for c in args.cases.split(",") if c], xla_variants, [r for r in args.runs.split(",") if r])
+    rounds: list[list[dict]] = [[] for _ in rows]  # Each row's results, one per round.
     print(
-        f"{'case':<20} {'framework':<6} {'variant':<26} {'images/s':>9} {'step s':>8} {'first s':>8} {'cpu s':>7} {'load':>5}"
+        f"{'round':>5} {'case':<20} {'framework':<6} {'variant':<26} {'images/s':>9} {'step s':>8} {'first s':>8}"
+        f" {'cpu s':>7} {'load':>5}"
     )
-    for row in plan([c for c in args.cases.split(",") if c], xla_variants, [r for r in args.runs.split(",") if r]):
-        result = run_worker(row, args.steps)
-        if result is None:
-            continue
-        result["images_per_s"] = result.get("batch", BATCH) / result["step_s"]
-        result["load_average_1min"] = os.getloadavg()[0]
-        results.append(result)
-        print(
-            f"{(RUNS[row['case']][1] if row['framework'] == 'selax' else CASES[row['case']][3]):<20} {row['framework']:<6} {row['variant']:<26} {result['images_per_s']:>9.1f} "
-            f"{result['step_s']:>8.3f} {result['first_step_s']:>8.2f} {result['cpu_s_per_step']:>7.3f} "
-            f"{result['load_average_1min']:>5.1f}",
-            flush=True,
-        )
+    for round_index in range(args.rounds):
+        for row, row_rounds in zip(rows, rounds):
+            result = run_worker(row, args.steps)
+            if result is None:
+                continue
+            result["images_per_s"] = result.get("batch", BATCH) / result["step_s"]
+            result["load_average_1min"] = os.getloadavg()[0]
+            row_rounds.append(result)
+            print(
+                f"{round_index:>5} {row_label(row):<20} {row['framework']:<6} {row['variant']:<26}"
+                f" {result['images_per_s']:>9.1f} {result['step_s']:>8.3f} {result['first_step_s']:>8.2f}"
+                f" {result['cpu_s_per_step']:>7.3f} {result['load_average_1min']:>5.1f}",
+                flush=True,
+            )
+    results = [median_round(row_rounds) for row_rounds in rounds if row_rounds]
+    if args.rounds > 1:
+        print(f"\n{'case':<20} {'framework':<6} {'variant':<26} {'images/s, median (range) of rounds':>36}")
+        for result in results:
+            low, high = min(result["images_per_s_rounds"]), max(result["images_per_s_rounds"])
+            print(
+                f"{row_label(result):<20} {result['framework']:<6} {result['variant']:<26}"
+                f" {result['images_per_s']:>14.1f} ({low:.1f}-{high:.1f})"
+            )
     layers = {}
     if not args.no_layers:
         for framework in ("jax", "torch"):
@@ -499,6 +536,7 @@ def main() -> None:
             {
                 "batch": BATCH,
                 "steps": args.steps,
+                "rounds": args.rounds,
                 "machine": platform.processor() or platform.machine(),
                 "cpu_count": os.cpu_count(),
                 "xla_variants": xla_variants,

@@ -58,14 +58,14 @@ def instruction_kinds(hlo_text: str) -> dict[str, str]:
 
 def profile(case: str, steps: int) -> dict:
     """Milliseconds per step of thunk time by kind, plus the traced wall time per step."""
-    step, state = jax_train_step(case, "float32")
-    kinds = instruction_kinds(step.lower(state).compile().as_text())
+    step, state, batch = jax_train_step(case, "float32")
+    kinds = instruction_kinds(step.lower(state, batch).compile().as_text())
     for _ in range(2):
-        state = jax.block_until_ready(step(state))
+        state = jax.block_until_ready(step(state, batch))
     with tempfile.TemporaryDirectory() as log_dir:
         with jax.profiler.trace(log_dir, create_perfetto_trace=True):
             for _ in range(steps):
-                state = jax.block_until_ready(step(state))
+                state = jax.block_until_ready(step(state, batch))
         (trace_path,) = glob.glob(os.path.join(log_dir, "**", "perfetto_trace.json.gz"), recursive=True)
         with gzip.open(trace_path) as f:
             trace = json.load(f)
@@ -89,18 +89,24 @@ def main() -> None:
     parser.add_argument("--case", default="resnet18_cifar", choices=list(CASES))
     parser.add_argument("--steps", type=int, default=3, help="traced steps")
     parser.add_argument("--top", type=int, default=15, help="kinds to print")
+    parser.add_argument("--devices", type=int, default=1, help="CPU devices the batch is split over")
     args = parser.parse_args()
+    jax.config.update("jax_num_cpu_devices", args.devices)
     result = profile(args.case, args.steps)
-    result.update(case=args.case, steps=args.steps, xla_flags=os.environ.get("XLA_FLAGS", ""))
+    result.update(
+        case=args.case, steps=args.steps, devices=args.devices, xla_flags=os.environ.get("XLA_FLAGS", "")
+    )
     result["load_average_1min"] = os.getloadavg()[0]
     print(
-        f"{args.case}: {result['wall_ms_per_step']:.1f} ms/step wall, load {result['load_average_1min']:.1f}"
+        f"{args.case} on {args.devices} device(s): {result['wall_ms_per_step']:.1f} ms/step wall, load"
+        f" {result['load_average_1min']:.1f}"
     )
     print(f"{'kind':<32} {'ms/step':>9}")
     for kind, ms in sorted(result["thunk_ms_per_step"].items(), key=lambda item: -item[1])[: args.top]:
         print(f"{kind:<32} {ms:>9.1f}")
     output = os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "results", f"profile_step_{args.case}.json"
+        os.path.dirname(os.path.abspath(__file__)), "results",
+        f"profile_step_{args.case}{f'_{args.devices}_devices' * (args.devices > 1)}.json",
     )
     os.makedirs(os.path.dirname(output), exist_ok=True)
     with open(output, "w") as f:
