@@ -10,8 +10,9 @@ image-sized for a kernel gradient) or a reduction are marked so.
 
 Usage:
   python experiments/profile_step.py --case resnet18_cifar --steps 3
+  python experiments/profile_step.py --case small_cnn_28 --devices 2   # the batch split over 2 CPU devices
   XLA_FLAGS=... python experiments/profile_step.py          # the same under other XLA flags
-Writes experiments/results/profile_step_<case>.json.
+Writes experiments/results/profile_step_<case>.json (`_<N>_devices` added to the name on N > 1 devices).
 """
 
 import argparse
@@ -91,6 +92,8 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=15, help="kinds to print")
     parser.add_argument("--devices", type=int, default=1, help="CPU devices the batch is split over")
     args = parser.parse_args()
+    if args.devices < 1:
+        raise ValueError(f"--devices must be at least 1, got {args.devices}.")
     jax.config.update("jax_num_cpu_devices", args.devices)
     result = profile(args.case, args.steps)
     result.update(
