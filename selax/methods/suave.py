@@ -76,7 +76,7 @@ def resolve(hp: HParams, info: RunInfo) -> HParams:
         logging.warning(
             "config.suave.prototype_marginals='estimate' from a randomly initialized encoder: the prior is"
             " estimated before step 0 from its features (on the balanced digits this cost 13.7 points of"
-            " top-1 against equipartition, 0.2-1.1 after SwAV pre-training). Pre-train first"
+            " top-1 against equipartition, 0.2-1.4 after SwAV pre-training). Pre-train first"
             " (config.pretrain, as configs/default.py does) or set config.model.init_checkpoint, or give"
             " the masses."
         )
