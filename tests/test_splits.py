@@ -27,6 +27,16 @@ def test_same_seed_same_subset_other_seed_other_subset():
     assert not np.array_equal(first, splits.labeled_subset(labels, 5, seed=2))
 
 
+def test_more_labels_per_class_add_to_the_fewer_ones_images():
+    labels = _labels([30, 40, 50])
+    fewer = None
+    for per_class in (1, 2, 4, 10, 30):
+        subset = splits.labeled_subset(labels, per_class, seed=7)
+        if fewer is not None:
+            assert set(fewer) < set(subset), per_class
+        fewer = subset
+
+
 def test_subsets_for_different_seeds_cover_the_classes_uniformly():
     labels = _labels([20, 20])
     hits = np.zeros(40)

@@ -27,7 +27,8 @@ def labeled_subset(
     Args:
       labels: int [N], classes 0..K-1 (K = max label + 1; every labeled class must be present).
       per_class: examples kept per class, >= 1.
-      seed: the same seed always gives the same subset.
+      seed: the same seed always gives the same subset, and a larger ``per_class`` keeps a smaller one's
+        examples (labels added to a labeled set, not a new draw).
       unlabeled_classes: classes left without any labeled example (classes to discover). The other
         classes keep the very examples they get without it (when every class has ``per_class``).
       class_names: names of the classes 0..K-1 for the errors (an image folder's subfolders), or None.
@@ -61,11 +62,11 @@ def labeled_subset(
             f"config.dataset.labels_per_class={per_class} labeled images per class are needed, but {details};"
             " lower labels_per_class, add images or use a larger split."
         )
-    rng = np.random.default_rng(seed)
-    # Every class is drawn, in order, so that leaving classes out does not change the others' draws.
-    chosen = [
-        rng.choice(np.flatnonzero(labels == c), size=min(per_class, counts[c]), replace=False)
+    # Each class is ordered by its own stream of the seed and its first ``per_class`` are kept: more labels
+    # per class add to the fewer ones' images, and leaving classes out does not change the others' draws.
+    kept = [
+        np.random.default_rng([seed, c]).permutation(np.flatnonzero(labels == c))[:per_class]
         for c in range(counts.size)
+        if c not in left_out
     ]
-    kept = [positions for c, positions in enumerate(chosen) if c not in left_out]
     return np.sort(np.concatenate(kept)).astype(np.int64)
