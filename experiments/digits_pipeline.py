@@ -17,7 +17,8 @@ linear-probe top-1 on frozen features with every train label. Writes
 experiments/results/digits_pipeline.json with every run's metrics and wall time, merged into what the
 file already holds (a row run again replaces its earlier value; every other row stays), after every
 run. Each pair keeps the load average at its own start (`load_average_at_start[pair]`), each run the
-1-minute load average at its start.
+1-minute load average at its start, and its UTC date (a run before 2026-12-07 used the labeled draws
+before they were nested).
 """
 
 import argparse
@@ -51,11 +52,12 @@ def load_config(name: str):
     return config
 
 
-def timed_run(config, workdir: str) -> dict[str, float]:
+def timed_run(config, workdir: str) -> dict[str, float | str]:
     load = os.getloadavg()[0]
     start = time.perf_counter()
     final = train.run(config, workdir)
-    return dict(final, command_seconds=time.perf_counter() - start, load_average_at_start=load)
+    date = time.strftime("%Y-%m-%d", time.gmtime())  # Labeled draws are nested from 2026-12-07 on.
+    return dict(final, command_seconds=time.perf_counter() - start, load_average_at_start=load, date=date)
 
 
 def load_results() -> dict:

@@ -38,7 +38,8 @@ fresh workdir under a temporary directory, then restored to predict the test spl
   Reported as for `sela_prior`.
 
 Prints one line per row (mean and standard deviation over the seeds) and writes
-experiments/results/digits_studies.json with every seed's numbers, per-class top-1 and, for `novel`,
+experiments/results/digits_studies.json with every seed's numbers, each row's UTC date (before
+2026-12-07: the labeled draws before they were nested), per-class top-1 and, for `novel`,
 the prototype histogram of each unlabeled class.
 """
 
@@ -244,6 +245,7 @@ def run_study(study: str, seeds: list[int], root: str, only: list[str] | None = 
             {
                 "study": study,
                 "variant": variant,
+                "date": time.strftime("%Y-%m-%d", time.gmtime()),  # From 2026-12-07: nested labeled draws.
                 "overrides": overrides_json,
                 "summary": summary,
                 "runs": runs,
