@@ -30,7 +30,7 @@ def labeled_subset(
       seed: the same seed always gives the same subset, and a larger ``per_class`` keeps a smaller one's
         examples (labels added to a labeled set, not a new draw).
       unlabeled_classes: classes left without any labeled example (classes to discover). The other
-        classes keep the very examples they get without it (when every class has ``per_class``).
+        classes keep the very examples they get without it.
       class_names: names of the classes 0..K-1 for the errors (an image folder's subfolders), or None.
     Returns:
       int64 [(K - len(unlabeled_classes)) * per_class], sorted positions into ``labels``.
