@@ -7,8 +7,9 @@ Each point is `python -m selax.main --config=configs/daino_default.py --workdir=
 --config.seed=S --config.daino.teacher_momentum=M --export=` plus the variant's flags (`default`: none;
 `no_rampup`: the unlabeled term at full weight from the first step); a workdir that already holds
 `metrics.json` is read, not retrained. Prints one row per variant and momentum (every seed's teacher
-top-1, mean +- std), writes experiments/results/daino_momentum.json and draws
-experiments/results/daino_momentum.png.
+top-1, mean +- sample std), merges them into experiments/results/daino_momentum.json (a row run again
+replaces its earlier value; each row keeps its UTC date: before 2026-12-07, the labeled draws before
+they were nested) and draws every row of it in experiments/results/daino_momentum.png.
 """
 
 import argparse
@@ -16,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import matplotlib
 
@@ -49,7 +51,9 @@ def draw(rows: list[dict], path: str) -> None:
         means = np.array([r["mean"] for r in mine])
         stds = np.array([r["std"] for r in mine])
         color = f"C{k}"
-        axis.plot(momenta, means, "-o", color=color, label=f"{variant}: mean over {len(mine[0]['top1'])} seeds")
+        dates = sorted({r.get("date", "before 2026-12-07") for r in mine})
+        label = f"{variant} ({', '.join(dates)}): mean over {len(mine[0]['top1'])} seeds"
+        axis.plot(momenta, means, "-o", color=color, label=label)
         axis.fill_between(momenta, means - stds, means + stds, color=color, alpha=0.15)
         for r in mine:
             axis.scatter([r["momentum"]] * len(r["top1"]), r["top1"], s=10, color=color, alpha=0.5)
@@ -75,11 +79,22 @@ def main() -> None:
         for momentum in (float(m) for m in args.momenta.split(",")):
             values = [100 * top1(variant, momentum, seed, args.root) for seed in seeds]
             rows.append(dict(variant=variant, momentum=momentum, seeds=seeds, top1=values,
-                             mean=float(np.mean(values)), std=float(np.std(values))))
+                             mean=float(np.mean(values)), std=float(np.std(values, ddof=1)),
+                             date=time.strftime("%Y-%m-%d", time.gmtime())))
             r = rows[-1]
             print(f"{variant:10s} m={momentum:<5} " + " / ".join(f"{v:.1f}" for v in values)
                   + f"   {r['mean']:.1f} +- {r['std']:.1f}", flush=True)
-    with open(os.path.join(RESULTS, "daino_momentum.json"), "w") as f:
+    path = os.path.join(RESULTS, "daino_momentum.json")
+    merged = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            # Rows written before the sample std: theirs from their seeds' values.
+            merged = {
+                (r["variant"], r["momentum"]): dict(r, std=float(np.std(r["top1"], ddof=1))) for r in json.load(f)
+            }
+    merged.update({(r["variant"], r["momentum"]): r for r in rows})
+    rows = sorted(merged.values(), key=lambda r: (r["variant"] != "default", r["variant"], r["momentum"]))
+    with open(path, "w") as f:
         json.dump(rows, f, indent=1)
     draw(rows, os.path.join(RESULTS, "daino_momentum.png"))
 
