@@ -88,10 +88,7 @@ def main() -> None:
     merged = {}
     if os.path.exists(path):
         with open(path) as f:
-            # Rows written before the sample std: theirs from their seeds' values.
-            merged = {
-                (r["variant"], r["momentum"]): dict(r, std=float(np.std(r["top1"], ddof=1))) for r in json.load(f)
-            }
+            merged = {(r["variant"], r["momentum"]): r for r in json.load(f)}
     merged.update({(r["variant"], r["momentum"]): r for r in rows})
     rows = sorted(merged.values(), key=lambda r: (r["variant"] != "default", r["variant"], r["momentum"]))
     with open(path, "w") as f:
