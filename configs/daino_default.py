@@ -9,8 +9,9 @@ ImageNet recipe, for a 600-step run from scratch: no local crops, `labeled_weigh
 teacher's early targets come from a network that has learnt the labels. Test top-1, seeds 0-4, with the
 labeled draw of 2026-12-07: momentum 0.5 / 0.6 / 0.7 / 0.8 / 0.9 give 95.4 / 95.7 / 95.7 / 95.6 / 95.4,
 and without the ramp-up 95.4 / 95.5 / 95.4 / 95.1 / 94.7 (on the draw before: 94.1 / 94.9 / 95.1 / 93.7 /
-89.4, and 93.4 at 0.7 without the ramp-up; `python experiments/daino_momentum.py`). To start from a DINO pre-training run (`configs/dino_default.py`),
-pass its workdir as `--config.model.init_checkpoint` (on the digits it does not help).
+89.4, and 93.4 at 0.7 without the ramp-up; `python experiments/daino_momentum.py`). To start from a DINO
+pre-training run (`configs/dino_default.py`), pass its workdir as `--config.model.init_checkpoint` (on the
+digits it does not help).
 `--config=configs/daino_default.py:smoke` runs a few steps (the tests use it).
 """
 
