@@ -236,10 +236,8 @@ def run_study(study: str, seeds: list[int], root: str, only: list[str] | None = 
                 f"  {study}/{variant} seed {seed}: "
                 + ", ".join(f"{k}={metrics[k]:.3f}" for k in COLUMNS[study])
             )
-        summary = {
-            k: {"mean": float(np.mean([r[k] for r in runs])), "std": float(np.std([r[k] for r in runs]))}
-            for k in COLUMNS[study]
-        }
+        summary = {k: {"mean": float(np.mean([r[k] for r in runs])), "std": sample_std([r[k] for r in runs])}
+                   for k in COLUMNS[study]}
         overrides_json = {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}
         rows.append(
             {
@@ -257,13 +255,18 @@ def run_study(study: str, seeds: list[int], root: str, only: list[str] | None = 
 def print_table(rows: list[dict]) -> None:
     for study in dict.fromkeys(r["study"] for r in rows):
         columns = COLUMNS[study]
-        print(f"\n{study} (mean +- std over seeds)")
+        print(f"\n{study} (mean +- sample std over seeds)")
         print(f"{'variant':<16}" + "".join(f"{c:>26}" for c in columns))
         for r in (r for r in rows if r["study"] == study):
             cells = "".join(
                 f"{r['summary'][c]['mean']:>19.3f} +-{r['summary'][c]['std']:.3f}" for c in columns
             )
             print(f"{r['variant']:<16}{cells}")
+
+
+def sample_std(values: list[float]) -> float:
+    """The standard deviation over seeds with Bessel's correction; 0 for one seed."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def plot_estimated_priors(rows: list[dict], path: str, prefix: str = "") -> None:
@@ -286,8 +289,8 @@ def plot_estimated_priors(rows: list[dict], path: str, prefix: str = "") -> None
         estimates = np.array([run["estimated_prior"] for run in by_variant[variant]["runs"]])
         axis.bar(classes - 0.2, truth, width=0.4, color="0.6", label="true proportion")
         axis.bar(
-            classes + 0.2, estimates.mean(0), width=0.4, yerr=estimates.std(0), capsize=2,
-            color="tab:blue", label=f"estimated (mean +- std, {len(estimates)} seeds)",
+            classes + 0.2, estimates.mean(0), width=0.4, yerr=estimates.std(0, ddof=1), capsize=2,
+            color="tab:blue", label=f"estimated (mean +- sample std, {len(estimates)} seeds)",
         )
         axis.set(title=title, xlabel="class", xticks=classes)
     axes[0].set_ylabel("share of the unlabeled training images")
